@@ -1,0 +1,17 @@
+"""llmcourse: the shared PyTorch package behind "LLMs from the inside".
+
+Every chapter and exercise imports from here. Sub-packages map onto chapters:
+
+- ``llmcourse.device``      devices, seeds (used everywhere)
+- ``llmcourse.data``        offline corpora (IMDB, Rotten Tomatoes, a tiny corpus)
+- ``llmcourse.tokenizers``  character, byte-level BPE and WordPiece tokenizers (chapter: Tokenization)
+- ``llmcourse.viz``         figures and widgets for the book
+- ``llmcourse.grading``     the instructor command line around nbgrader
+
+Importing the package runs nothing but definitions and never touches the network.
+"""
+
+from llmcourse.device import autocast, get_device, set_seed
+
+__all__ = ["autocast", "get_device", "set_seed"]
+__version__ = "0.1.0"

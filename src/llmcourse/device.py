@@ -1,0 +1,88 @@
+"""Where tensors live, and how runs are made repeatable.
+
+Introduced in the landing chapter; used by every later chapter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+
+import numpy as np
+import torch
+
+DEVICE_ENV = "LLMCOURSE_DEVICE"
+_KNOWN_KINDS = ("cuda", "mps", "cpu")
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def _check_available(name: str) -> torch.device:
+    """Parse ``name`` (``cpu``, ``cuda``, ``cuda:1``, ``mps``) and check the machine has it."""
+    kind, _, index = name.partition(":")
+    if kind not in _KNOWN_KINDS:
+        raise ValueError(
+            f"{DEVICE_ENV}={name!r} is not a device this course knows; "
+            f"use one of: cpu, cuda, cuda:N, mps"
+        )
+    if index and (kind != "cuda" or not index.isdigit()):
+        raise ValueError(f"{DEVICE_ENV}={name!r}: only cuda takes an index, as in cuda:0")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(
+                f"{DEVICE_ENV}={name!r} asks for CUDA, but torch.cuda.is_available() is False "
+                f"(torch {torch.__version__}, CUDA build: {torch.version.cuda})"
+            )
+        if index and int(index) >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"{DEVICE_ENV}={name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+    if kind == "mps" and not _mps_available():
+        raise RuntimeError(f"{DEVICE_ENV}={name!r} asks for Apple MPS, which this machine lacks")
+    return torch.device(name)
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """The device to compute on: CUDA, then Apple MPS, then CPU.
+
+    ``prefer`` (or the ``LLMCOURSE_DEVICE`` environment variable, if ``prefer`` is
+    None) overrides the choice; an unknown or unavailable value raises an error
+    that says so rather than silently falling back.
+
+    Introduced in: the landing chapter ("Running on a GPU").
+    """
+    name = prefer if prefer is not None else os.environ.get(DEVICE_ENV, "").strip()
+    if name:
+        return _check_available(name.lower())
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if _mps_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python's, NumPy's and PyTorch's generators (all devices) for repeatable runs.
+
+    Introduced in: the landing chapter; every chapter that trains or samples calls it.
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def autocast(device: torch.device | str, enabled: bool = True):
+    """A bf16 autocast context on CUDA (where it pays off), a no-op elsewhere.
+
+    Introduced in: the pretraining chapter; used wherever a model runs on a GPU.
+    """
+    device = torch.device(device)
+    if enabled and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
