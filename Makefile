@@ -1,0 +1,36 @@
+# The two commands of the README's Quickstart, and a few conveniences.
+#   make book   builds the executed book into _build/html
+#   make test   runs the whole test suite (book build and browser check included)
+# Each sets up the virtual environment (.venv) first, when it is missing or stale.
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BOOK_FLAGS := --warningiserror --nitpick --keep-going
+
+.PHONY: setup book test test-fast release validate clean
+
+$(VENV)/.installed: pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh $(VENV)
+	touch $@
+
+setup: $(VENV)/.installed
+
+book: setup
+	$(VENV)/bin/jupyter-book build . $(BOOK_FLAGS)
+	@echo "Open _build/html/index.html"
+
+test: setup
+	bash scripts/ensure_chromium.sh
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
+
+release: setup
+	$(VENV)/bin/llmcourse release
+
+validate: setup
+	$(VENV)/bin/llmcourse validate
+
+clean:
+	rm -rf _build .jupyter_cache
