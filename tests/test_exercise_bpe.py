@@ -1,0 +1,506 @@
+"""The BPE exercise, solutions/01_tokenization/bpe.ipynb: do its graded tests grade well?
+
+- the solution passes every graded test cell, with and without the visible asserts;
+- the released stubs fail every graded test cell;
+- each plausible wrong solution below fails its own function's test cell through the
+  hidden tests alone (the visible asserts are removed first), so a student who only
+  makes the visible examples pass does not get the points.
+
+To keep ~45 notebook runs within seconds, the code cells run in this process, in one
+fresh namespace per run: what a kernel does with them, minus the kernel start-up.
+One slow test runs the solution in a real Jupyter kernel as well.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import re
+import textwrap
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "solutions" / "01_tokenization" / "bpe.ipynb"
+
+ANSWERS = ["get_pair_counts", "merge", "train_bpe", "encode", "decode"]
+HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.DOTALL)
+
+
+def load() -> nbformat.NotebookNode:
+    return nbformat.read(NOTEBOOK, as_version=4)
+
+
+def grade_id(cell) -> str | None:
+    return cell.metadata.get("nbgrader", {}).get("grade_id")
+
+
+def is_graded(cell) -> bool:
+    return bool(cell.metadata.get("nbgrader", {}).get("grade"))
+
+
+def hidden_part(source: str) -> str:
+    """Only the hidden tests of a test cell (they must stand on their own)."""
+    parts = HIDDEN.findall(source)
+    assert parts, "every graded cell has hidden tests"
+    return "\n".join(parts)
+
+
+def run(nb, *, replace: dict[str, str] | None = None, hidden_only: bool = False) -> dict[str, str | None]:
+    """Run the notebook's code cells in order; return {cell grade id: error text or None}.
+
+    The result holds the graded test cells and the answer cells (an answer cell that
+    raises, such as one with a syntax error, would fail the tests for the wrong reason).
+
+    ``replace`` swaps the source of answer cells (by grade id); ``hidden_only`` keeps
+    only the hidden part of each graded test cell. Like nbgrader, an error in one cell
+    does not stop the run.
+    """
+    replace = replace or {}
+    namespace: dict = {"__name__": "__main__"}
+    results: dict[str, str | None] = {}
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        gid = grade_id(cell)
+        source = replace.get(gid, cell.source)
+        if is_graded(cell) and hidden_only:
+            source = hidden_part(source)
+        error = None
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                exec(compile(source, f"<cell {gid}>", "exec"), namespace)
+        except Exception as err:  # a failing cell, as the grader would record it
+            error = f"{type(err).__name__}: {err}"[:300]
+        if gid is not None:
+            results[gid] = error
+    return results
+
+
+def graded(results: dict[str, str | None]) -> dict[str, str | None]:
+    return {gid: error for gid, error in results.items() if gid.startswith("test_")}
+
+
+# ---------------------------------------------------------------------------------------------
+# Plausible wrong solutions: (answer cell, code). Each replaces that one answer cell.
+
+WRONG = {
+    # get_pair_counts
+    "counts: pairs taken two by two, no overlap": ("get_pair_counts", """
+        def get_pair_counts(ids):
+            counts = {}
+            for pair in zip(ids[::2], ids[1::2]):
+                counts[pair] = counts.get(pair, 0) + 1
+            return counts
+    """),
+    "counts: a repeated pair skips ahead": ("get_pair_counts", """
+        def get_pair_counts(ids):
+            counts, i = {}, 0
+            while i < len(ids) - 1:
+                pair = (ids[i], ids[i + 1])
+                counts[pair] = counts.get(pair, 0) + 1
+                i += 2 if ids[i] == ids[i + 1] else 1
+            return counts
+    """),
+    "counts: last pair missed": ("get_pair_counts", """
+        def get_pair_counts(ids):
+            counts = {}
+            for i in range(len(ids) - 2):
+                pair = (ids[i], ids[i + 1])
+                counts[pair] = counts.get(pair, 0) + 1
+            return counts
+    """),
+    "counts: presence instead of counts": ("get_pair_counts", """
+        def get_pair_counts(ids):
+            return {pair: 1 for pair in zip(ids, ids[1:])}
+    """),
+    # merge
+    "merge: overlapping occurrences": ("merge", """
+        def merge(ids, pair, new_id):
+            out = []
+            for i in range(len(ids)):
+                if i + 1 < len(ids) and (ids[i], ids[i + 1]) == tuple(pair):
+                    out.append(new_id)
+                elif i > 0 and (ids[i - 1], ids[i]) == tuple(pair):
+                    continue
+                else:
+                    out.append(ids[i])
+            return out
+    """),
+    "merge: scans right to left": ("merge", """
+        def merge(ids, pair, new_id):
+            out, i = [], len(ids) - 1
+            while i >= 0:
+                if i >= 1 and (ids[i - 1], ids[i]) == tuple(pair):
+                    out.append(new_id)
+                    i -= 2
+                else:
+                    out.append(ids[i])
+                    i -= 1
+            return out[::-1]
+    """),
+    "merge: moves on by one after a match": ("merge", """
+        def merge(ids, pair, new_id):
+            out, i = [], 0
+            while i < len(ids):
+                if i + 1 < len(ids) and (ids[i], ids[i + 1]) == tuple(pair):
+                    out.append(new_id)
+                    i += 1  # should be 2: the second id is used up too
+                else:
+                    out.append(ids[i])
+                    i += 1
+            return out
+    """),
+    "merge: changes the input list in place": ("merge", """
+        def merge(ids, pair, new_id):
+            i = 0
+            while i < len(ids) - 1:
+                if (ids[i], ids[i + 1]) == tuple(pair):
+                    ids[i : i + 2] = [new_id]
+                i += 1
+            return ids
+    """),
+    "merge: drops the last id": ("merge", """
+        def merge(ids, pair, new_id):
+            out, i = [], 0
+            while i < len(ids) - 1:
+                if (ids[i], ids[i + 1]) == tuple(pair):
+                    out.append(new_id)
+                    i += 2
+                else:
+                    out.append(ids[i])
+                    i += 1
+            return out
+    """),
+}
+
+TRAIN_TEMPLATE = """
+    def train_bpe(text, vocab_size):
+        if vocab_size {check} 256:
+            raise ValueError("vocab_size")
+        ids = {ids}
+        merges = {{}}
+        for new_id in range({start}, {stop}):
+            counts = get_pair_counts(ids)
+            {stop_check}
+            pair = {choose}
+            ids = merge(ids, pair, new_id{shift})
+            merges[pair] = new_id{shift}
+        return {result}
+"""
+TRAIN_RIGHT = dict(
+    check="<",
+    ids='list(text.encode("utf-8"))',
+    start="256",
+    stop="vocab_size",
+    stop_check="if not counts: break",
+    choose="min(counts, key=lambda p: (-counts[p], p))",
+    shift="",
+    result="merges",
+)
+TRAIN_BUGS = {
+    "train: new ids start at 255": dict(start="255", stop="vocab_size - 1"),
+    "train: new ids start at 257": dict(shift=" + 1"),
+    "train: vocab_size - 255 merges": dict(stop="vocab_size + 1"),
+    "train: ties go to the first occurrence (max by count)": dict(choose="max(counts, key=counts.get)"),
+    "train: ties go to the largest pair": dict(choose="max(counts, key=lambda p: (counts[p], p))"),
+    "train: ties go to the last pair in dict order": dict(
+        choose="sorted(counts.items(), key=lambda kv: kv[1])[-1][0]"
+    ),
+    "train: ties compare only the first id": dict(choose="min(counts, key=lambda p: (-counts[p], p[0]))"),
+    "train: crashes when no pair is left": dict(stop_check="pass"),
+    "train: stops when the best pair occurs once": dict(
+        stop_check="if not counts or max(counts.values()) < 2: break"
+    ),
+    "train: no ValueError below 256": dict(check="< 0 and vocab_size <"),
+    "train: ValueError also at 256": dict(check="<="),
+    "train: code points instead of bytes": dict(ids="[ord(c) for c in text]"),
+    "train: merges returned sorted by pair": dict(result="dict(sorted(merges.items()))"),
+}
+for _name, _bug in TRAIN_BUGS.items():
+    WRONG[_name] = ("train_bpe", TRAIN_TEMPLATE.format(**{**TRAIN_RIGHT, **_bug}))
+
+WRONG.update({
+    "train: keeps merging pairs whose count fell to 0": ("train_bpe", """
+        def train_bpe(text, vocab_size):
+            if vocab_size < 256:
+                raise ValueError("vocab_size")
+            ids = list(text.encode("utf-8"))
+            merges, counts = {}, {}
+            for new_id in range(256, vocab_size):
+                counts = {pair: 0 for pair in counts}  # stale pairs stay, with count 0
+                counts.update(get_pair_counts(ids))
+                if not counts:
+                    break
+                pair = min(counts, key=lambda p: (-counts[p], p))
+                ids = merge(ids, pair, new_id)
+                merges[pair] = new_id
+            return merges
+    """),
+    # encode
+    "encode: merges chosen by frequency in the text": ("encode", """
+        def encode(text, merges):
+            ids = list(text.encode("utf-8"))
+            while True:
+                counts = {p: c for p, c in get_pair_counts(ids).items() if p in merges}
+                if not counts:
+                    return ids
+                pair = min(counts, key=lambda p: (-counts[p], p))
+                ids = merge(ids, pair, merges[pair])
+    """),
+    "encode: merges applied in reverse order": ("encode", """
+        def encode(text, merges):
+            ids = list(text.encode("utf-8"))
+            for pair, new_id in reversed(list(merges.items())):
+                ids = merge(ids, pair, new_id)
+            return ids
+    """),
+    "encode: merges applied sorted by pair": ("encode", """
+        def encode(text, merges):
+            ids = list(text.encode("utf-8"))
+            for pair in sorted(merges):
+                ids = merge(ids, pair, merges[pair])
+            return ids
+    """),
+    "encode: a single merge step": ("encode", """
+        def encode(text, merges):
+            ids = list(text.encode("utf-8"))
+            counts = get_pair_counts(ids)
+            if counts:
+                pair = min(counts, key=lambda p: merges.get(p, float("inf")))
+                if pair in merges:
+                    ids = merge(ids, pair, merges[pair])
+            return ids
+    """),
+    "encode: one left-to-right pass over the ids": ("encode", """
+        def encode(text, merges):
+            ids = list(text.encode("utf-8"))
+            out, i = [], 0
+            while i < len(ids):
+                if i + 1 < len(ids) and (ids[i], ids[i + 1]) in merges:
+                    out.append(merges[(ids[i], ids[i + 1])])
+                    i += 2
+                else:
+                    out.append(ids[i])
+                    i += 1
+            return out
+    """),
+    "encode: no stop when nothing is left to merge": ("encode", """
+        def encode(text, merges):
+            ids = list(text.encode("utf-8"))
+            while len(ids) >= 2:
+                counts = get_pair_counts(ids)
+                pair = min(counts, key=lambda p: merges.get(p, float("inf")))
+                ids = merge(ids, pair, merges[pair])
+            return ids
+    """),
+    "encode: code points instead of bytes": ("encode", """
+        def encode(text, merges):
+            ids = [ord(c) for c in text]
+            while len(ids) >= 2:
+                counts = get_pair_counts(ids)
+                pair = min(counts, key=lambda p: merges.get(p, float("inf")))
+                if pair not in merges:
+                    break
+                ids = merge(ids, pair, merges[pair])
+            return ids
+    """),
+    "encode: greedy longest match in the vocabulary": ("encode", """
+        def encode(text, merges):
+            vocab = {bytes([i]): i for i in range(256)}
+            pieces = {i: bytes([i]) for i in range(256)}
+            for (a, b), new_id in merges.items():
+                pieces[new_id] = pieces[a] + pieces[b]
+                vocab[pieces[new_id]] = new_id
+            data, ids, i = text.encode("utf-8"), [], 0
+            while i < len(data):
+                j = max(j for j in range(i + 1, len(data) + 1) if data[i:j] in vocab)
+                ids.append(vocab[data[i:j]])
+                i = j
+            return ids
+    """),
+    "encode: changes merges": ("encode", """
+        def encode(text, merges):
+            ids = list(text.encode("utf-8"))
+            while len(ids) >= 2:
+                counts = get_pair_counts(ids)
+                pair = min(counts, key=lambda p: merges.get(p, float("inf")))
+                if pair not in merges:
+                    break
+                ids = merge(ids, pair, merges.pop(pair))
+            return ids
+    """),
+})
+
+DECODE_TEMPLATE = """
+    def decode(ids, merges):
+        vocab = {{i: bytes([i]) for i in range(256)}}
+        for (left, right), new_id in {order}:
+            vocab[new_id] = vocab[left] + vocab[right]
+        {body}
+"""
+DECODE_RIGHT = dict(
+    order="merges.items()",
+    body='return b"".join(vocab[i] for i in ids).decode("utf-8", errors="replace")',
+)
+DECODE_BUGS = {
+    "decode: latin-1": dict(body='return b"".join(vocab[i] for i in ids).decode("latin-1")'),
+    "decode: strict UTF-8 (raises on broken bytes)": dict(body='return b"".join(vocab[i] for i in ids).decode("utf-8")'),
+    "decode: broken bytes dropped (errors='ignore')": dict(
+        body='return b"".join(vocab[i] for i in ids).decode("utf-8", errors="ignore")'
+    ),
+    "decode: each token decoded on its own": dict(
+        body='return "".join(vocab[i].decode("utf-8", errors="replace") for i in ids)'
+    ),
+    "decode: vocabulary built in reverse order": dict(order="reversed(list(merges.items()))"),
+    "decode: vocabulary built sorted by pair": dict(order="sorted(merges.items())"),
+    "decode: merges ignored": dict(body='return bytes(ids).decode("utf-8", errors="replace")'),
+    "decode: one character per id": dict(body='return "".join(chr(i) for i in ids)'),
+}
+for _name, _bug in DECODE_BUGS.items():
+    WRONG[_name] = ("decode", DECODE_TEMPLATE.format(**{**DECODE_RIGHT, **_bug}))
+
+WRONG = {name: (gid, textwrap.dedent(code)) for name, (gid, code) in WRONG.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_notebook_shape():
+    """Answer and test cells as nbgrader needs them; saved without outputs."""
+    nb = load()
+    assert nb.metadata.kernelspec.name == "python3"
+    ids = [grade_id(c) for c in nb.cells if grade_id(c)]
+    assert len(ids) == len(set(ids)), "grade ids must be unique"
+    answers = [grade_id(c) for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    graded = [c for c in nb.cells if is_graded(c)]
+    assert answers == ANSWERS
+    assert [grade_id(c) for c in graded] == [f"test_{a}" for a in ANSWERS]
+    assert 15 <= sum(c.metadata.nbgrader.points for c in graded) <= 20
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution"):
+            assert "### BEGIN SOLUTION" in cell.source and "### END SOLUTION" in cell.source
+        if meta.get("grade"):
+            assert meta["locked"] and not meta.get("solution")
+            assert "### BEGIN HIDDEN TESTS" in cell.source
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, "commit the notebook without outputs"
+
+
+def naive_train(text: str, vocab_size: int) -> dict[tuple[int, int], int]:
+    """BPE training with the notebook's rules, written as plainly as possible."""
+    ids, merges = list(text.encode("utf-8")), {}
+    for new_id in range(256, vocab_size):
+        counts: dict[tuple[int, int], int] = {}
+        for pair in zip(ids, ids[1:]):
+            counts[pair] = counts.get(pair, 0) + 1
+        if not counts:
+            break
+        pair = min(counts, key=lambda p: (-counts[p], p))
+        out, i = [], 0
+        while i < len(ids):
+            if ids[i : i + 2] == list(pair):
+                out.append(new_id)
+                i += 2
+            else:
+                out.append(ids[i])
+                i += 1
+        ids, merges[pair] = out, new_id
+    return merges
+
+
+def naive_encode(text: str, merges: dict[tuple[int, int], int]) -> list[int]:
+    """Apply the merges one after another, in learned order (equivalent to lowest-id-first)."""
+    ids = list(text.encode("utf-8"))
+    for pair, new_id in merges.items():
+        out, i = [], 0
+        while i < len(ids):
+            if ids[i : i + 2] == list(pair):
+                out.append(new_id)
+                i += 2
+            else:
+                out.append(ids[i])
+                i += 1
+        ids = out
+    return ids
+
+
+def test_reference_tokenizer_follows_the_notebook_rules():
+    """The hidden tests compare with BPETokenizer(pattern=None); if this fails, the package is at fault."""
+    import random
+
+    from llmcourse.tokenizers import BPETokenizer
+
+    rng = random.Random(0)
+    for _ in range(60):
+        alphabet = rng.choice(["ab", "abc", "ab \n", "aé中🙂 \n", "xyzé"])
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 50)))
+        vocab_size = 256 + rng.randint(0, 40)
+        tok = BPETokenizer.train(text, vocab_size, pattern=None)
+        want = naive_train(text, vocab_size)
+        assert list(tok.merges.items()) == list(want.items()), (text, vocab_size)
+        other = "".join(rng.choice(alphabet + "é") for _ in range(rng.randint(0, 30)))
+        assert tok.encode(text) == naive_encode(text, want)
+        assert tok.encode(other) == naive_encode(other, want)
+        assert tok.decode(tok.encode(text)) == text
+
+
+def test_solution_passes_every_test_cell():
+    nb = load()
+    everything_passes = {gid: None for a in ANSWERS for gid in (a, f"test_{a}")}
+    assert run(nb) == everything_passes
+    assert run(nb, hidden_only=True) == everything_passes, "hidden tests must stand alone"
+
+
+def released(nb, keep_hidden: bool):
+    """The student version: solutions replaced by stubs (and hidden tests removed unless kept)."""
+    from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
+
+    nb = copy.deepcopy(nb)
+    nb, _ = ClearSolutions().preprocess(nb, {})
+    if not keep_hidden:
+        nb, _ = ClearHiddenTests().preprocess(nb, {})
+    return nb
+
+
+@pytest.mark.parametrize("keep_hidden", [False, True], ids=["as-released", "as-autograded"])
+def test_stubs_fail_every_test_cell(keep_hidden):
+    nb = released(load(), keep_hidden)
+    for cell in nb.cells:
+        if grade_id(cell) in ANSWERS:
+            assert "### BEGIN SOLUTION" not in cell.source and "NotImplementedError" in cell.source
+    everything = run(nb)
+    assert [everything[a] for a in ANSWERS] == [None] * len(ANSWERS), "the stubs themselves must run"
+    results = graded(everything)
+    assert set(results) == {f"test_{a}" for a in ANSWERS}
+    passed = [gid for gid, error in results.items() if error is None]
+    assert passed == [], f"a stub passes {passed}"
+
+
+@pytest.mark.parametrize("name", list(WRONG))
+def test_hidden_tests_catch_wrong_solution(name):
+    answer_id, code = WRONG[name]
+    nb = load()
+    results = run(nb, replace={answer_id: code}, hidden_only=True)
+    assert results[answer_id] is None, f"the wrong solution itself does not run: {results[answer_id]}"
+    own = f"test_{answer_id}"
+    assert results[own] is not None, f"the hidden tests of {own} let '{name}' pass"
+    # the cells before it do not depend on this answer, so they still pass
+    for gid in ANSWERS[: ANSWERS.index(answer_id)]:
+        assert results[f"test_{gid}"] is None
+
+
+@pytest.mark.slow
+def test_solution_runs_in_a_kernel():
+    """The most faithful check: the whole notebook in a Jupyter kernel, as nbgrader runs it."""
+    from nbclient import NotebookClient
+
+    nb = load()
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert not [o for o in cell.outputs if o.output_type == "error"], cell.source[:80]
