@@ -18,7 +18,7 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+apt-get install -y -qq --no-install-recommends chromium >/dev/null
 
 if [ ! -x /usr/bin/chromium ]; then
     echo "ensure_chromium.sh: apt-get finished but /usr/bin/chromium is still missing" >&2
