@@ -1,0 +1,17 @@
+"""The instructor side of the course: nbgrader exercises, released and autograded.
+
+Used through the ``llmcourse`` command (:mod:`llmcourse.grading.cli`):
+
+- ``llmcourse release``    solutions/ -> exercises/ (:mod:`~llmcourse.grading.release`)
+- ``llmcourse validate``   solutions pass every test, stubs pass none (:mod:`~llmcourse.grading.validate`)
+- ``llmcourse autograde``  a folder of submissions -> grades.csv, feedback, gradebook
+  (:mod:`~llmcourse.grading.autograde`, one :mod:`~llmcourse.grading.worker` process per student)
+
+nbgrader settings live in the repository's ``nbgrader_config.py``
+(:mod:`~llmcourse.grading.course` loads it). nbgrader itself is imported only
+when a command runs.
+"""
+
+from llmcourse.grading.course import Course, GradingError
+
+__all__ = ["Course", "GradingError"]

@@ -1,0 +1,752 @@
+"""``llmcourse autograde``: grade a folder of submissions in parallel, robustly.
+
+Input: ``SUBMISSIONS/<student_id>/<assignment>/<notebook>.ipynb``.
+Output (in ``--out DIR``):
+
+* ``grades.csv``            one row per student and assignment:
+                            ``student_id,assignment,score,max_score,status,notebooks``;
+* ``gradebook.db``          a real nbgrader gradebook (SQLite) holding every grade,
+                            so ``nbgrader export``/formgrader can work from it;
+* ``feedback/<student_id>/<assignment>/<notebook>.html``  nbgrader's feedback page
+                            (or a short page saying why there is none);
+* ``autograded/<student_id>/<assignment>/<notebook>.ipynb``  the executed notebooks;
+* ``logs/<student_id>/<assignment>.log``  nbgrader's log for that submission;
+* ``results.json``          everything above plus per-cell scores and timings.
+
+Design
+------
+nbgrader keeps its state in one SQLite gradebook and is not built to have
+several processes autograde into it at once. So every (student, assignment)
+pair is graded in an isolated scratch course root with a private copy of a
+template gradebook (generated once per run from ``solutions/``), by a worker
+process (:mod:`llmcourse.grading.worker`). Jobs share nothing and run side by
+side; the parent alone writes ``DIR/gradebook.db``, copying each job's scores in
+through :class:`nbgrader.api.Gradebook` once all are done. That keeps the
+combined gradebook consistent without any locking, and a job that crashes,
+hangs or is killed loses nothing but its own submission.
+
+There is one worker process per parallel job, driven from a thread pool, and it
+grades job after job, so nbgrader is imported once per worker rather than once
+per student. A plain subprocess, unlike a ``ProcessPoolExecutor`` task, can be
+given a hard wall-clock limit: a worker still busy after ``--student-timeout``
+seconds is killed (its kernels exit with it) and the next job gets a fresh one.
+Kernels get ``LLMCOURSE_DEVICE=cpu`` and an equal share of the CPU threads
+(unless set otherwise), so grades never depend on the machine or on ``--jobs``.
+
+Robustness (each case costs only the points it affects and is named in ``status``):
+
+* a notebook that is not JSON, or JSON that is not a notebook: not run, 0 points
+  for that notebook (``malformed notebook: ...``);
+* a missing notebook, or one under another name: 0 points for it
+  (``missing notebook: ...``, ``wrong notebook name: ...``); no folder at all for
+  an assignment that other students submitted: ``missing submission: ...``;
+* an edited or deleted test cell: nbgrader restores it from the source before
+  running, so rewriting asserts earns nothing (``test cell modified (restored)``,
+  ``test cell deleted (restored)``);
+* a cell that runs past ``--timeout`` seconds (``while True: pass``): nbgrader
+  interrupts it and goes on with the next cell (``timeout: ...``); a worker
+  that still runs after ``--student-timeout`` seconds is killed (``timeout:``);
+* anything else that stops nbgrader: ``error: ...`` for that notebook only.
+
+Re-running is safe: rows, feedback and gradebook entries of the assignments
+being graded are replaced, those of other assignments are kept.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import logging
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import nbformat
+
+from llmcourse.grading.course import (
+    RELEASE_DIR,
+    SOURCE_DIR,
+    Course,
+    GradingError,
+    is_ignored_name,
+    sqlite_url,
+)
+from llmcourse.grading.execution import ensure_tool_path, grading_env, nbgrader_meta
+
+log = logging.getLogger("llmcourse.grading")
+
+CSV_COLUMNS = ["student_id", "assignment", "score", "max_score", "status", "notebooks"]
+STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
+
+
+def fmt_points(value: float) -> str:
+    value = round(float(value), 4)
+    return str(int(value)) if value == int(value) else f"{value:g}"
+
+
+# ----------------------------------------------------------------------------
+# data
+# ----------------------------------------------------------------------------
+@dataclass
+class CellGrade:
+    score: float | None
+    max_score: float
+    needs_manual_grade: bool = False
+
+
+@dataclass
+class NotebookGrade:
+    name: str
+    cells: dict[str, CellGrade] = field(default_factory=dict)
+    comments: dict[str, str | None] = field(default_factory=dict)
+    graded: bool = False
+    seconds: float = 0.0
+
+    @property
+    def score(self) -> float:
+        return sum(c.score or 0.0 for c in self.cells.values())
+
+    @property
+    def max_score(self) -> float:
+        return sum(c.max_score for c in self.cells.values())
+
+
+@dataclass
+class Row:
+    student_id: str
+    assignment: str
+    notebooks: dict[str, NotebookGrade] = field(default_factory=dict)
+    issues: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    timestamp: str | None = None
+
+    @property
+    def score(self) -> float:
+        return sum(n.score for n in self.notebooks.values())
+
+    @property
+    def max_score(self) -> float:
+        return sum(n.max_score for n in self.notebooks.values())
+
+    @property
+    def status(self) -> str:
+        if not self.issues:
+            manual = any(c.needs_manual_grade for n in self.notebooks.values() for c in n.cells.values())
+            return "ok (needs manual grading)" if manual else "ok"
+        return "; ".join(self.issues)
+
+    def csv_row(self) -> dict[str, str]:
+        return {
+            "student_id": self.student_id,
+            "assignment": self.assignment,
+            "score": fmt_points(self.score),
+            "max_score": fmt_points(self.max_score),
+            "status": self.status,
+            "notebooks": " ".join(
+                f"{n.name}.ipynb={fmt_points(n.score)}/{fmt_points(n.max_score)}"
+                for n in self.notebooks.values()
+            ),
+        }
+
+
+@dataclass
+class AutogradeReport:
+    out: Path
+    rows: list[Row] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def row(self, student_id: str, assignment: str) -> Row:
+        for row in self.rows:
+            if row.student_id == student_id and row.assignment == assignment:
+                return row
+        raise KeyError((student_id, assignment))
+
+
+# ----------------------------------------------------------------------------
+# scanning and checking submissions (in the parent, before anything runs)
+# ----------------------------------------------------------------------------
+def scan_submissions(
+    course: Course, submissions: Path, assignments: Iterable[str] | None, warn: Callable[[str], None]
+) -> tuple[list[str], list[str], dict[str, dict[str, Path]]]:
+    """Find students and their assignment folders; warn about anything else."""
+    if not submissions.exists():
+        raise GradingError(f"submissions folder {submissions} does not exist")
+    if not submissions.is_dir():
+        raise GradingError(f"submissions path {submissions} is not a folder")
+    known = set(course.assignments())
+    wanted = set(course.resolve_assignments(assignments)) if assignments else None
+    students: list[str] = []
+    found: dict[str, dict[str, Path]] = {}
+    for entry in sorted(submissions.iterdir()):
+        if is_ignored_name(entry.name):
+            warn(f"ignoring {entry} (hidden or editor folder)")
+            continue
+        if not entry.is_dir():
+            warn(f"ignoring stray file {entry} (expected one folder per student)")
+            continue
+        if not STUDENT_ID.match(entry.name):
+            warn(f"ignoring {entry}: {entry.name!r} is not a valid student id "
+                 "(letters, digits, '_', '.', '@', '-')")
+            continue
+        students.append(entry.name)
+        found[entry.name] = {}
+        for sub in sorted(entry.iterdir()):
+            if is_ignored_name(sub.name):
+                warn(f"ignoring {sub} (hidden or editor folder)")
+            elif not sub.is_dir():
+                warn(f"ignoring stray file {sub} (expected {entry.name}/<assignment>/<notebook>.ipynb)")
+            elif sub.name not in known:
+                warn(f"ignoring {sub}: no assignment {sub.name!r} in {course.source_dir}")
+            elif wanted is None or sub.name in wanted:
+                found[entry.name][sub.name] = sub
+    if wanted is not None:
+        names = sorted(wanted)
+    else:
+        names = sorted({a for per in found.values() for a in per})
+    if not students:
+        raise GradingError(
+            f"no student folders in {submissions} "
+            "(expected SUBMISSIONS/<student_id>/<assignment>/<notebook>.ipynb)"
+        )
+    if not names:
+        raise GradingError(
+            f"no submissions for any assignment of the course in {submissions}; "
+            f"assignments are: {', '.join(sorted(known)) or '(none)'}"
+        )
+    return students, names, found
+
+
+def load_submitted_notebook(path: Path) -> tuple[object | None, str | None]:
+    """Read a submitted notebook; return (notebook, None) or (None, reason it is malformed)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        return None, f"{path.name} cannot be read ({exc.strerror})"
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, f"{path.name} is not UTF-8 text"
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        return None, f"{path.name} is not valid JSON ({exc})"
+    if not isinstance(data, dict) or "cells" not in data and "worksheets" not in data:
+        kind = type(data).__name__
+        return None, f"{path.name} is JSON but not a Jupyter notebook (a {kind} without 'cells')"
+    try:
+        nb = nbformat.reads(text, as_version=4)
+        nbformat.validate(nb)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return None, f"{path.name} is not a valid Jupyter notebook ({first[:160]})"
+    return nb, None
+
+
+def compare_locked_cells(submitted, released) -> tuple[list[str], list[str]]:
+    """Test cells (and other locked code cells) that were edited or deleted."""
+    sub_cells = {}
+    for cell in submitted.cells:
+        grade_id = nbgrader_meta(cell).get("grade_id")
+        if grade_id and grade_id not in sub_cells:
+            sub_cells[grade_id] = cell
+    modified, deleted = [], []
+    for cell in released.cells:
+        meta = nbgrader_meta(cell)
+        if not meta.get("locked") or cell.cell_type != "code":
+            continue
+        grade_id = meta.get("grade_id")
+        mine = sub_cells.get(grade_id)
+        if mine is None:
+            if meta.get("grade"):
+                deleted.append(grade_id)
+            continue
+        if mine.cell_type != cell.cell_type or mine.source.strip() != cell.source.strip():
+            modified.append(grade_id)
+    return modified, deleted
+
+
+def prepare_job(row: Row, folder: Path, job_root: Path, released: dict, warn: Callable[[str], None]) -> list[str]:
+    """Check one student's assignment folder and stage what can be graded.
+
+    Copies the gradable notebooks (and ``timestamp.txt``) into
+    ``job_root/submitted/<student>/<assignment>/``, records every problem in
+    ``row.issues`` and returns the names of the notebooks to grade.
+    """
+    expected = list(released)
+    dest = job_root / "submitted" / row.student_id / row.assignment
+    dest.mkdir(parents=True)
+    present: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if is_ignored_name(path.name):
+            warn(f"ignoring {path} (hidden or editor file)")
+        elif path.is_file() and path.suffix == ".ipynb":
+            present[path.stem] = path
+        elif path.is_file() and path.name == "timestamp.txt":
+            row.timestamp = path.read_text(encoding="utf-8", errors="replace").strip() or None
+            shutil.copy(path, dest / path.name)
+        else:
+            warn(f"ignoring stray {'folder' if path.is_dir() else 'file'} {path}")
+    unexpected = sorted(set(present) - set(expected))
+    missing = [nb for nb in expected if nb not in present]
+    if len(missing) == 1 and len(unexpected) == 1:
+        row.issues.append(
+            f"wrong notebook name: got {unexpected[0]}.ipynb, expected {missing[0]}.ipynb (not graded)"
+        )
+    else:
+        row.issues.extend(f"missing notebook: {nb}.ipynb" for nb in missing)
+        row.issues.extend(
+            f"wrong notebook name: {nb}.ipynb is not part of {row.assignment} (not graded)" for nb in unexpected
+        )
+    gradable = []
+    for nb_name in expected:
+        if nb_name not in present:
+            continue
+        nb, problem = load_submitted_notebook(present[nb_name])
+        if problem:
+            row.issues.append(f"malformed notebook: {problem}")
+            continue
+        modified, deleted = compare_locked_cells(nb, released[nb_name])
+        if modified:
+            row.issues.append(f"test cell modified (restored): {nb_name}.ipynb {', '.join(modified)}")
+        if deleted:
+            row.issues.append(f"test cell deleted (restored): {nb_name}.ipynb {', '.join(deleted)}")
+        shutil.copy(present[nb_name], dest / f"{nb_name}.ipynb")
+        gradable.append(nb_name)
+    return gradable
+
+
+# ----------------------------------------------------------------------------
+# the worker pool
+# ----------------------------------------------------------------------------
+@dataclass
+class Job:
+    row: Row
+    root: Path
+    notebooks: list[str]
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Stop a worker and everything it started (its kernels run in their own sessions,
+    but exit by themselves once their parent is gone)."""
+    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+class WorkerProcess:
+    """A long-lived ``python -m llmcourse.grading.worker --serve`` process.
+
+    It grades one job at a time. A job that overruns its hard limit gets the
+    process killed; the next job starts a fresh one.
+    """
+
+    STARTUP_LIMIT = 300.0
+
+    def __init__(self, env: dict, log_path: Path) -> None:
+        self.log = open(log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "llmcourse.grading.worker", "--serve"],
+            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+            start_new_session=True,
+        )
+        self._buffer = b""
+        self._ready = False
+        self._eof = False
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def _read_line(self, limit: float) -> bytes | None:
+        """Next line from the worker; None if it takes longer than ``limit`` s or the worker ends."""
+        deadline = time.monotonic() + limit
+        fd = self.proc.stdout.fileno()  # type: ignore[union-attr]
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            ready, _, _ = select.select([fd], [], [], min(left, 1.0))
+            if ready:
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    self._eof = True
+                    return None
+                self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line
+
+    def run(self, job_file: Path, limit: float) -> str:
+        """Send a job; return ``'done'``, ``'killed'`` (over ``limit`` s) or ``'died'``.
+
+        The clock starts once the worker has finished importing nbgrader, so
+        ``limit`` measures grading only.
+        """
+        if not self._ready:
+            if self._read_line(self.STARTUP_LIMIT) != b"ready":
+                self.close(kill=True)
+                return "died"
+            self._ready = True
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(f"{job_file}\n".encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            return "died"
+        if self._read_line(limit) is None:
+            if self._eof:
+                try:
+                    self.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self.close(kill=True)
+                return "died"
+            self.close(kill=True)
+            return "killed"
+        return "done"
+
+    def close(self, kill: bool = False) -> None:
+        if self.alive():
+            if kill:
+                _kill_group(self.proc)
+            else:
+                try:
+                    self.proc.stdin.close()  # type: ignore[union-attr]
+                    self.proc.wait(timeout=30)
+                except (OSError, subprocess.TimeoutExpired):
+                    _kill_group(self.proc)
+        self.log.close()
+
+
+def run_job(job: Job, course: Course, timeout: float, limit: float, worker: WorkerProcess) -> dict:
+    job_file = job.root / "job.json"
+    job_file.write_text(json.dumps({
+        "root": str(job.root),
+        "course_root": str(course.root),
+        "student": job.row.student_id,
+        "assignment": job.row.assignment,
+        "notebooks": job.notebooks,
+        "timeout": timeout,
+    }))
+    start = time.perf_counter()
+    outcome = worker.run(job_file, limit)
+    seconds = time.perf_counter() - start
+    if outcome == "killed":
+        return {"ok": False, "killed": True, "seconds": seconds}
+    result_file = job.root / "result.json"
+    if outcome == "died" or not result_file.is_file():
+        code = worker.proc.poll()
+        return {"ok": False, "error": f"grading process stopped (exit code {code}) without a result",
+                "seconds": seconds}
+    result = json.loads(result_file.read_text())
+    result["seconds"] = seconds
+    return result
+
+
+# ----------------------------------------------------------------------------
+# outputs
+# ----------------------------------------------------------------------------
+def placeholder_feedback(path: Path, student: str, assignment: str, notebook: str, reason: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+        f"<title>{html.escape(assignment)}/{html.escape(notebook)}.ipynb</title></head>\n"
+        f"<body><h1>{html.escape(assignment)}: {html.escape(notebook)}.ipynb</h1>\n"
+        f"<p>Student: {html.escape(student)}</p>\n"
+        f"<p>This notebook was not graded: {html.escape(reason)}.</p>\n"
+        "<p>Score: 0</p>\n</body></html>\n",
+        encoding="utf-8",
+    )
+
+
+def write_csv(path: Path, rows: list[Row], replaced_assignments: set[str]) -> None:
+    """Write ``grades.csv``, keeping earlier rows of assignments not graded this time."""
+    kept: list[dict[str, str]] = []
+    if path.is_file():
+        with open(path, newline="", encoding="utf-8") as fh:
+            for old in csv.DictReader(fh):
+                if old.get("assignment") not in replaced_assignments:
+                    kept.append({k: old.get(k, "") for k in CSV_COLUMNS})
+    all_rows = kept + [r.csv_row() for r in rows]
+    all_rows.sort(key=lambda r: (r["assignment"], r["student_id"]))
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(all_rows)
+    tmp.replace(path)
+
+
+def record_in_gradebook(course: Course, db_path: Path, template_root: Path, template_db: Path,
+                        rows: list[Row], assignments: list[str]) -> None:
+    """Replace this run's assignments in the combined nbgrader gradebook with the new grades."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    from llmcourse.grading.release import generate
+
+    course_id = course.base_config.CourseDirectory.get("course_id", "")
+    db_url = sqlite_url(db_path)
+    if not db_path.exists():
+        shutil.copy(template_db, db_path)  # knows the assignments, holds no submissions
+        os.chmod(db_path, 0o644)
+    else:
+        with Gradebook(db_url, course_id) as gb:
+            for assignment in assignments:
+                try:
+                    existing = gb.find_assignment(assignment)
+                except MissingEntry:
+                    continue
+                for submission in list(existing.submissions):
+                    gb.remove_submission(assignment, submission.student.id)
+        # nbgrader itself records (or updates) the assignments' notebooks and cells.
+        generate(course, assignments, root=template_root, db_url=db_url)
+    with Gradebook(db_url, course_id) as gb:
+        for row in rows:
+            gb.update_or_create_student(row.student_id)
+            kwargs = {"timestamp": row.timestamp} if row.timestamp else {}
+            gb.add_submission(row.assignment, row.student_id, **kwargs)
+            for nb in row.notebooks.values():
+                for cell_id, cell in nb.cells.items():
+                    grade = gb.find_grade(cell_id, nb.name, row.assignment, row.student_id)
+                    grade.auto_score = cell.score
+                    grade.needs_manual_grade = bool(cell.needs_manual_grade)
+                for cell_id, text in nb.comments.items():
+                    try:
+                        comment = gb.find_comment(cell_id, nb.name, row.assignment, row.student_id)
+                    except MissingEntry:
+                        continue
+                    comment.auto_comment = text
+            gb.db.commit()
+
+
+# ----------------------------------------------------------------------------
+# the command
+# ----------------------------------------------------------------------------
+def autograde(
+    course: Course,
+    submissions: Path | str,
+    out: Path | str,
+    jobs: int | None = None,
+    timeout: float | None = None,
+    student_timeout: float | None = None,
+    assignments: Iterable[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> AutogradeReport:
+    """Grade every student in ``submissions`` into ``out``; see the module docstring."""
+    start_all = time.perf_counter()
+    ensure_tool_path()
+    submissions = Path(submissions).resolve()
+    out = Path(out).resolve()
+    report = AutogradeReport(out=out)
+    say = progress or (lambda msg: None)
+
+    def warn(msg: str) -> None:
+        report.warnings.append(msg)
+        log.warning(msg)
+
+    students, names, found = scan_submissions(course, submissions, assignments, warn)
+    if out == submissions or submissions in out.parents:
+        raise GradingError(f"--out {out} must not be inside the submissions folder {submissions}")
+    timeout = float(timeout if timeout is not None else course.cell_timeout())
+    if timeout <= 0:
+        raise GradingError("--timeout must be a positive number of seconds")
+    jobs = max(1, int(jobs or os.cpu_count() or 1))
+    if student_timeout is None:
+        student_timeout = max(300.0, 20 * timeout)
+    out.mkdir(parents=True, exist_ok=True)
+
+    with tempfile.TemporaryDirectory(prefix="llmcourse-autograde-") as tmp:
+        tmp = Path(tmp)
+        template = tmp / "template"
+        template_db = template / "gradebook.db"
+        from llmcourse.grading.release import compare_trees, generate
+
+        say(f"preparing {', '.join(names)} from {course.source_dir}")
+        generate(course, names, root=template, db_url=sqlite_url(template_db))
+        for assignment in names:
+            if compare_trees(template / RELEASE_DIR / assignment, course.release_dir / assignment):
+                warn(f"exercises/{assignment}/ differs from a fresh generation of solutions/{assignment}/; "
+                     "grading against solutions/ (run `llmcourse release` to update exercises/)")
+
+        released = {
+            assignment: {
+                nb: nbformat.read(str(template / RELEASE_DIR / assignment / f"{nb}.ipynb"), as_version=4)
+                for nb in course.notebooks(assignment)
+            }
+            for assignment in names
+        }
+        jobs_to_run: list[Job] = []
+        for student in students:
+            for assignment in names:
+                row = Row(student_id=student, assignment=assignment)
+                report.rows.append(row)
+                for nb_name, nb in released[assignment].items():
+                    grade = NotebookGrade(nb_name)
+                    for cell in nb.cells:
+                        meta = nbgrader_meta(cell)
+                        if meta.get("grade"):
+                            grade.cells[meta["grade_id"]] = CellGrade(0.0, float(meta.get("points", 0)))
+                    row.notebooks[nb_name] = grade
+                folder = found[student].get(assignment)
+                if folder is None:
+                    row.issues.append(f"missing submission: no folder {student}/{assignment}/")
+                    continue
+                job_root = tmp / "jobs" / student / assignment
+                try:
+                    gradable = prepare_job(row, folder, job_root, released[assignment], warn)
+                except Exception as exc:  # an unreadable submission must not stop the batch
+                    row.issues.append(f"error: could not read the submission ({type(exc).__name__}: {exc})")
+                    continue
+                if gradable:
+                    shutil.copytree(template / SOURCE_DIR / assignment, job_root / SOURCE_DIR / assignment)
+                    shutil.copy(template_db, job_root / "gradebook.db")
+                    jobs_to_run.append(Job(row=row, root=job_root, notebooks=gradable))
+
+        env = dict(os.environ)
+        env.update(grading_env(jobs))
+        say(f"grading {len(jobs_to_run)} submission(s) with {jobs} parallel job(s), "
+            f"{fmt_points(timeout)} s per cell")
+        lock = threading.Lock()
+        done = [0]
+        local = threading.local()
+        workers: list[WorkerProcess] = []
+
+        def work(job: Job) -> tuple[Job, dict]:
+            try:
+                worker = getattr(local, "worker", None)
+                if worker is None or not worker.alive():
+                    with lock:
+                        worker = WorkerProcess(env, tmp / f"worker-{len(workers)}.log")
+                        workers.append(worker)
+                    local.worker = worker
+                result = run_job(job, course, timeout, student_timeout, worker)
+            except Exception as exc:  # never let one submission stop the batch
+                result = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "seconds": 0.0}
+            with lock:
+                done[0] += 1
+                say(f"[{done[0]}/{len(jobs_to_run)}] {job.row.student_id}/{job.row.assignment} "
+                    f"in {result.get('seconds', 0):.1f} s")
+            return job, result
+
+        pool = ThreadPoolExecutor(max_workers=jobs)
+        try:
+            results = list(pool.map(work, jobs_to_run))
+        except BaseException:  # Ctrl-C: stop every worker now rather than after its job
+            for worker in list(workers):
+                worker.close(kill=True)
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+        for worker in workers:
+            worker.close()
+
+        # clear this run's assignments from earlier runs' outputs
+        for kind in ("feedback", "autograded", "logs"):
+            base = out / kind
+            if base.is_dir():
+                for student_dir in base.iterdir():
+                    for assignment in names:
+                        for stale in (student_dir / assignment, student_dir / f"{assignment}.log"):
+                            if stale.is_dir():
+                                shutil.rmtree(stale)
+                            elif stale.exists():
+                                stale.unlink()
+
+        for job, result in results:
+            row = job.row
+            row.seconds = float(result.get("seconds", 0.0))
+            log_src = job.root / "worker.log"
+            if log_src.is_file():
+                (out / "logs" / row.student_id).mkdir(parents=True, exist_ok=True)
+                shutil.copy(log_src, out / "logs" / row.student_id / f"{row.assignment}.log")
+            if result.get("killed"):
+                row.issues.append(f"timeout: grading stopped after {fmt_points(student_timeout)} s "
+                                  f"(--student-timeout); {', '.join(n + '.ipynb' for n in job.notebooks)} scored 0")
+                continue
+            if not result.get("ok"):
+                row.issues.append(f"error: {result.get('error', 'grading failed')}")
+                continue
+            row.seconds = sum(float(i.get("seconds", 0.0)) for i in result["notebooks"].values())
+            for nb_name, info in result["notebooks"].items():
+                grade = row.notebooks[nb_name]
+                grade.seconds = float(info.get("seconds", 0.0))
+                for err in info.get("errors", []):
+                    row.issues.append(f"error: {err}")
+                if not info.get("graded"):
+                    continue
+                grade.graded = True
+                for cell_id, cell in info["cells"].items():
+                    grade.cells[cell_id] = CellGrade(cell["score"], cell["max_score"], cell["needs_manual_grade"])
+                grade.comments = dict(info.get("comments", {}))
+                if info.get("timeouts"):
+                    row.issues.append(
+                        f"timeout: {nb_name}.ipynb {', '.join(info['timeouts'])} ran longer than "
+                        f"{fmt_points(timeout)} s and was interrupted"
+                    )
+                if info.get("feedback"):
+                    dest = out / "feedback" / row.student_id / row.assignment / f"{nb_name}.html"
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(info["feedback"], dest)
+                src_nb = job.root / "autograded" / row.student_id / row.assignment / f"{nb_name}.ipynb"
+                if src_nb.is_file():
+                    dest = out / "autograded" / row.student_id / row.assignment / f"{nb_name}.ipynb"
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(src_nb, dest)
+                    os.chmod(dest, 0o644)
+
+        for row in report.rows:
+            for nb_name, grade in row.notebooks.items():
+                html_path = out / "feedback" / row.student_id / row.assignment / f"{nb_name}.html"
+                if not html_path.exists():
+                    reasons = [i for i in row.issues if nb_name in i or i.startswith("missing submission")]
+                    placeholder_feedback(html_path, row.student_id, row.assignment, nb_name,
+                                         "; ".join(reasons) or row.status)
+
+        say("recording grades in the gradebook")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*not in session.*")
+            record_in_gradebook(course, out / "gradebook.db", template, template_db, report.rows, names)
+
+    write_csv(out / "grades.csv", report.rows, set(names))
+    report.seconds = time.perf_counter() - start_all
+    results_json = {
+        "seconds": report.seconds,
+        "warnings": report.warnings,
+        "rows": [
+            {**row.csv_row(), "issues": row.issues, "seconds": row.seconds,
+             "notebooks": {k: asdict(v) for k, v in row.notebooks.items()}}
+            for row in report.rows
+        ],
+    }
+    (out / "results.json").write_text(json.dumps(results_json, indent=1))
+    return report
+
+
+def format_summary(report: AutogradeReport) -> str:
+    lines = [f"{'student_id':<20}{'assignment':<22}{'score':>8}  {'time':>7}  status"]
+    for row in sorted(report.rows, key=lambda r: (r.assignment, r.student_id)):
+        lines.append(
+            f"{row.student_id:<20}{row.assignment:<22}"
+            f"{fmt_points(row.score) + '/' + fmt_points(row.max_score):>8}  {row.seconds:6.1f}s  {row.status}"
+        )
+    lines.append(f"{len(report.rows)} row(s) in {report.seconds:.1f} s; grades in {report.out / 'grades.csv'}, "
+                 f"feedback in {report.out / 'feedback'}, gradebook {report.out / 'gradebook.db'}")
+    return "\n".join(lines)

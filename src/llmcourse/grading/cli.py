@@ -1,0 +1,231 @@
+"""The ``llmcourse`` command: release, validate and autograde the course's exercises.
+
+Run ``llmcourse --help`` or ``llmcourse COMMAND --help``. Exit status: 0 on
+success, 1 when a check fails or a command cannot do its job, 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from llmcourse.grading.course import Course, GradingError
+
+DESCRIPTION = """\
+Instructor tools for the course's nbgrader exercises.
+
+  solutions/<assignment>/<notebook>.ipynb   source notebooks: solutions, visible and hidden tests
+  exercises/<assignment>/<notebook>.ipynb   released student notebooks (generated; commit them)
+
+typical workflow:
+  llmcourse validate                      solutions pass every test, stubs pass none
+  llmcourse release                       regenerate exercises/ from solutions/, then commit
+  llmcourse autograde SUBMISSIONS --out grades/2025-lab1
+                                          grade SUBMISSIONS/<student_id>/<assignment>/<notebook>.ipynb
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--course", metavar="DIR", type=Path, default=None,
+        help="course root holding solutions/ and exercises/ (default: found from the current "
+             "directory upwards; nbgrader_config.py is read from there or its nearest parent)",
+    )
+    common.add_argument("-q", "--quiet", action="store_true", help="print only warnings, errors and the result")
+
+    parser = argparse.ArgumentParser(
+        prog="llmcourse", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "list", parents=[common], help="list assignments, notebooks and points",
+        description="List the assignments in solutions/, their notebooks and the points of each test cell.",
+    )
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser(
+        "release", parents=[common], help="regenerate exercises/ from solutions/",
+        description=(
+            "Regenerate exercises/<assignment>/ from solutions/<assignment>/ with nbgrader "
+            "(solutions replaced by stubs, hidden tests removed, outputs cleared, kernel python3) and "
+            "record the assignment in the course gradebook (.nbgrader/gradebook.db). The result is "
+            "deterministic and is what gets committed. Without ASSIGNMENT, every assignment is "
+            "released and exercises/ folders without a source are removed."
+        ),
+    )
+    p.add_argument("assignments", nargs="*", metavar="ASSIGNMENT", help="assignment folder name(s), e.g. 01_tokenization")
+    p.set_defaults(func=cmd_release)
+
+    p = sub.add_parser(
+        "validate", parents=[common], help="check that solutions pass all tests and stubs pass none",
+        description=(
+            "Run every solution notebook and every released stub (with its hidden tests restored, as "
+            "autograding sees it) and report each graded test cell. Fails (exit 1) if a solution "
+            "misses a point or raises anywhere, if a stub earns any point, if a released notebook "
+            "shows outputs or solution/hidden-test text, or if exercises/ differs from a fresh "
+            "generation."
+        ),
+    )
+    p.add_argument("assignments", nargs="*", metavar="ASSIGNMENT", help="assignment(s) to check (default: all)")
+    p.add_argument("-j", "--jobs", type=_positive_int, default=None,
+                   help="notebooks run side by side (default: number of CPUs)")
+    p.add_argument("--timeout", type=_positive_float, default=None, metavar="S",
+                   help="seconds one cell may run (default: Execute.timeout in nbgrader_config.py)")
+    p.add_argument("--skip-release-check", action="store_true",
+                   help="do not compare exercises/ with a fresh generation")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "autograde", parents=[common], help="grade a folder of student submissions",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Autograde SUBMISSIONS/<student_id>/<assignment>/<notebook>.ipynb against solutions/.\n"
+            "Each student is graded in its own process and scratch course; results go to DIR:\n"
+            "  grades.csv      student_id,assignment,score,max_score,status,notebooks\n"
+            "  gradebook.db    nbgrader gradebook with every grade\n"
+            "  feedback/<student_id>/<assignment>/<notebook>.html\n"
+            "  autograded/, logs/, results.json (per-cell scores and timings)\n"
+            "A student's broken, missing or endless notebook costs only that student's affected\n"
+            "points and is named in the status column. Re-running replaces the results of the\n"
+            "assignments graded and keeps those of other assignments."
+        ),
+    )
+    p.add_argument("submissions", type=Path, metavar="SUBMISSIONS", help="folder with one sub-folder per student")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (created if needed)")
+    p.add_argument("-j", "--jobs", type=_positive_int, default=None,
+                   help="students graded side by side (default: number of CPUs)")
+    p.add_argument("--timeout", type=_positive_float, default=None, metavar="S",
+                   help="seconds one cell may run before it is interrupted "
+                        "(default: Execute.timeout in nbgrader_config.py)")
+    p.add_argument("--student-timeout", type=_positive_float, default=None, metavar="S",
+                   help="hard limit in seconds for one student's assignment (default: 20 x --timeout, "
+                        "at least 300)")
+    p.add_argument("-a", "--assignment", action="append", dest="assignments", metavar="ASSIGNMENT",
+                   help="grade only this assignment (repeatable; default: every assignment found "
+                        "in SUBMISSIONS; students without it get a 'missing submission' row)")
+    p.set_defaults(func=cmd_autograde)
+    return parser
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of each message."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def _setup_logging(quiet: bool) -> None:
+    logger = logging.getLogger("llmcourse.grading")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def _say(args):
+    return (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+
+
+def cmd_list(args) -> int:
+    import nbformat
+
+    from llmcourse.grading.execution import is_autograded_test, nbgrader_meta
+
+    course = Course.load(args.course)
+    for assignment in course.resolve_assignments(None):
+        print(assignment)
+        for notebook in course.notebooks(assignment):
+            nb = nbformat.read(str(course.source_dir / assignment / f"{notebook}.ipynb"), as_version=4)
+            tests = [(nbgrader_meta(c)["grade_id"], nbgrader_meta(c).get("points", 0))
+                     for c in nb.cells if is_autograded_test(c)]
+            total = sum(float(p) for _, p in tests)
+            print(f"  {notebook}.ipynb  {len(tests)} test cell(s), {total:g} point(s)")
+            for grade_id, points in tests:
+                print(f"    {grade_id:<30} {float(points):g}")
+    return 0
+
+
+def cmd_release(args) -> int:
+    from llmcourse.grading.release import release
+
+    course = Course.load(args.course)
+    names = release(course, args.assignments)
+    for name in names:
+        print(f"released {course.release_dir.relative_to(course.root)}/{name}/ "
+              f"({', '.join(n + '.ipynb' for n in course.notebooks(name))})")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from llmcourse.grading.validate import format_report, validate
+
+    course = Course.load(args.course)
+    names = course.resolve_assignments(args.assignments)
+    _say(args)(f"validating {', '.join(names)} ...")
+    report = validate(course, names, jobs=args.jobs, timeout=args.timeout,
+                      check_release=not args.skip_release_check)
+    print(format_report(report))
+    return 0 if report.ok else 1
+
+
+def cmd_autograde(args) -> int:
+    from llmcourse.grading.autograde import autograde, format_summary
+
+    course = Course.load(args.course)
+    report = autograde(
+        course, args.submissions, args.out, jobs=args.jobs, timeout=args.timeout,
+        student_timeout=args.student_timeout, assignments=args.assignments, progress=_say(args),
+    )
+    print(format_summary(report))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    _setup_logging(args.quiet)
+    from llmcourse.grading.execution import ensure_tool_path
+
+    ensure_tool_path()
+    try:
+        return args.func(args)
+    except GradingError as exc:
+        print(f"llmcourse {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"llmcourse {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""Grade one student's submission of one assignment in an isolated course root.
+
+Run by :mod:`llmcourse.grading.autograde` as ``python -m llmcourse.grading.worker
+JOB.json`` (or ``--serve``), one job per (student, assignment). The job folder already holds
+
+* ``solutions/<assignment>/``                      the instructor source,
+* ``gradebook.db``                                 a gradebook that knows the assignment,
+* ``submitted/<student>/<assignment>/*.ipynb``     the notebooks that passed the parent's checks.
+
+With ``--serve`` it grades one job after another, reading job files from
+stdin, so a batch pays nbgrader's import time once per worker process. The
+worker runs nbgrader's ``Autograde`` and ``GenerateFeedback`` converters,
+one notebook at a time (a notebook that breaks nbgrader costs only its own
+points), then writes ``result.json`` next to the job file: per notebook, per
+graded cell, the score nbgrader recorded, plus what went wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+import nbformat
+
+from llmcourse.grading.course import Course, sqlite_url
+from llmcourse.grading.execution import (
+    ensure_tool_path,
+    nbgrader_meta,
+    test_outcomes,
+    timed_out,
+)
+from llmcourse.grading.release import nbgrader_logger, run_converter
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    for line in reversed(lines):
+        if "Error" in line or "Exception" in line:
+            return line[:300]
+    return (lines[-1] if lines else "unknown failure")[:300]
+
+
+def grade(job: dict) -> dict:
+    from nbgrader.api import Gradebook, MissingEntry
+    from nbgrader.converters import Autograde, GenerateFeedback
+    from nbgrader.coursedir import CourseDirectory
+
+    root = Path(job["root"])
+    student, assignment = job["student"], job["assignment"]
+    course = Course.load(job["course_root"])
+    db_url = sqlite_url(root / "gradebook.db")
+    cfg = course.config(root=root, db_url=db_url, timeout=job.get("timeout"))
+    result: dict = {"student": student, "assignment": assignment, "notebooks": {}}
+
+    for notebook in job["notebooks"]:
+        entry: dict = {"graded": False, "cells": {}, "comments": {}, "timeouts": [], "errors": []}
+        result["notebooks"][notebook] = entry
+        start = time.perf_counter()
+        coursedir = CourseDirectory(config=cfg, log=nbgrader_logger())
+        coursedir.assignment_id = assignment
+        coursedir.student_id = student
+        coursedir.notebook_id = notebook
+        converter = Autograde(coursedir=coursedir, config=cfg, log=nbgrader_logger())
+        converter.force = True
+        converter.create_student = True
+        ok, log = run_converter(converter)
+        print(f"== nbgrader autograde {student}/{assignment}/{notebook}.ipynb", flush=True)
+        print(log, flush=True)
+        autograded = root / "autograded" / student / assignment / f"{notebook}.ipynb"
+        if not ok or not autograded.is_file():
+            reason = _last_line(log)
+            if "DeadKernelError" in log or "Kernel died" in log:
+                reason = "the kernel died while running the notebook"
+            entry["errors"].append(f"{notebook}.ipynb could not be autograded: {reason}")
+        else:
+            entry["graded"] = True
+            nb = nbformat.read(str(autograded), as_version=4)
+            for index, cell in enumerate(nb.cells):
+                if timed_out(cell):
+                    label = nbgrader_meta(cell).get("grade_id") or f"cell {index + 1}"
+                    entry["timeouts"].append(label)
+            entry["cell_errors"] = {c.grade_id: c.error for c in test_outcomes(nb) if c.error}
+            coursedir = CourseDirectory(config=cfg, log=nbgrader_logger())
+            coursedir.assignment_id = assignment
+            coursedir.student_id = student
+            coursedir.notebook_id = notebook
+            feedback = GenerateFeedback(coursedir=coursedir, config=cfg, log=nbgrader_logger())
+            feedback.force = True
+            fb_ok, fb_log = run_converter(feedback)
+            print(f"== nbgrader generate_feedback {student}/{assignment}/{notebook}.ipynb", flush=True)
+            print(fb_log, flush=True)
+            html = root / "feedback" / student / assignment / f"{notebook}.html"
+            if fb_ok and html.is_file():
+                entry["feedback"] = str(html)
+            else:
+                entry["errors"].append(f"feedback for {notebook}.ipynb failed: {_last_line(fb_log)}")
+        entry["seconds"] = time.perf_counter() - start
+
+    with Gradebook(db_url, cfg.CourseDirectory.get("course_id", "")) as gb:
+        try:
+            submission = gb.find_submission(assignment, student)
+        except MissingEntry:
+            submission = None
+        if submission is not None:
+            for nb in submission.notebooks:
+                entry = result["notebooks"].get(nb.name)
+                if entry is None or not entry["graded"]:
+                    continue
+                for g in nb.grades:
+                    entry["cells"][g.name] = {
+                        "score": None if g.auto_score is None else float(g.auto_score),
+                        "max_score": float(g.max_score),
+                        "needs_manual_grade": bool(g.needs_manual_grade),
+                    }
+                for c in nb.comments:
+                    entry["comments"][c.name] = c.auto_comment
+    return result
+
+
+def run_job_file(job_file: Path) -> bool:
+    """Grade the job described in ``job_file``; write ``result.json`` beside it."""
+    try:
+        job = json.loads(job_file.read_text())
+        result = grade(job)
+        result["ok"] = True
+    except Exception:
+        text = traceback.format_exc()
+        print(text, file=sys.stderr, flush=True)
+        result = {"ok": False, "error": _last_line(text), "traceback": text}
+    out = job_file.with_name("result.json")
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(out)
+    return bool(result["ok"])
+
+
+def serve() -> int:
+    """Grade job after job: read a job file path per line on stdin, answer ``done`` on stdout.
+
+    Keeping one process for many jobs saves nbgrader's import time for every
+    submission after the first. While a job runs, this process's stdout and
+    stderr (and so the kernel's) go to ``worker.log`` in that job's folder; the
+    answers go through a private copy of the original stdout.
+    """
+    answer = os.fdopen(os.dup(1), "w", buffering=1)
+    import nbgrader.converters  # noqa: F401  (pay the import cost before the first job's clock starts)
+
+    answer.write("ready\n")
+    answer.flush()
+    for line in sys.stdin:
+        job_file = Path(line.strip())
+        if not line.strip():
+            continue
+        with open(job_file.with_name("worker.log"), "ab") as logfile:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(logfile.fileno(), 1)
+            os.dup2(logfile.fileno(), 2)
+            ok = run_job_file(job_file)
+            sys.stdout.flush()
+            sys.stderr.flush()
+        answer.write(f"done {'ok' if ok else 'failed'} {job_file}\n")
+        answer.flush()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    ensure_tool_path()
+    warnings.filterwarnings("ignore", message=".*not in session.*")
+    if argv == ["--serve"]:
+        return serve()
+    if len(argv) != 1:
+        print("usage: python -m llmcourse.grading.worker (JOB.json | --serve)", file=sys.stderr)
+        return 2
+    return 0 if run_job_file(Path(argv[0])) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
