@@ -13,6 +13,7 @@ import csv
 import functools
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -565,6 +566,7 @@ def test_autograde_batch(batch, key, capsys):
                 assert html.is_file() and html.stat().st_size > 0, html
         solution_html = (out / "feedback" / "solution" / assignment / f"{course.notebooks(assignment)[0]}.html")
         assert fmt(top) in solution_html.read_text()
+        assert not re.search(r"src=[\"']https?://", solution_html.read_text()), "feedback must load nothing remote"
 
     warnings = " ".join(b["results"]["warnings"])
     assert "README.txt" in warnings and ".ipynb_checkpoints" in warnings and "notes.txt" in warnings

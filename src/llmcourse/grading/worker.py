@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 import traceback
@@ -43,6 +44,17 @@ def _last_line(text: str) -> str:
         if "Error" in line or "Exception" in line:
             return line[:300]
     return (lines[-1] if lines else "unknown failure")[:300]
+
+
+# nbgrader's feedback template loads MathJax from a CDN. Feedback pages are read
+# offline, so the remote script goes: TeX then shows as its source text.
+REMOTE_SCRIPT = re.compile(r"<script[^>]*\bsrc=[\"']https?://[^>]*>\s*</script>\s*", re.IGNORECASE)
+
+
+def make_offline(html_path: Path) -> None:
+    """Remove ``<script src="http...">`` tags from a feedback page, in place."""
+    text = html_path.read_text(encoding="utf-8")
+    html_path.write_text(REMOTE_SCRIPT.sub("", text), encoding="utf-8")
 
 
 def grade(job: dict) -> dict:
@@ -96,6 +108,7 @@ def grade(job: dict) -> dict:
             print(fb_log, flush=True)
             html = root / "feedback" / student / assignment / f"{notebook}.html"
             if fb_ok and html.is_file():
+                make_offline(html)
                 entry["feedback"] = str(html)
             else:
                 entry["errors"].append(f"feedback for {notebook}.ipynb failed: {_last_line(fb_log)}")
