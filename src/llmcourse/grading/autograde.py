@@ -576,158 +576,194 @@ def autograde(
     with tempfile.TemporaryDirectory(prefix="llmcourse-autograde-") as tmp:
         tmp = Path(tmp)
         template = tmp / "template"
-        template_db = template / "gradebook.db"
-        from llmcourse.grading.release import compare_trees, generate
-
         say(f"preparing {', '.join(names)} from {course.source_dir}")
-        generate(course, names, root=template, db_url=sqlite_url(template_db))
-        for assignment in names:
-            if compare_trees(template / RELEASE_DIR / assignment, course.release_dir / assignment):
-                warn(f"exercises/{assignment}/ differs from a fresh generation of solutions/{assignment}/; "
-                     "grading against solutions/ (run `llmcourse release` to update exercises/)")
-
-        released = {
-            assignment: {
-                nb: nbformat.read(str(template / RELEASE_DIR / assignment / f"{nb}.ipynb"), as_version=4)
-                for nb in course.notebooks(assignment)
-            }
-            for assignment in names
-        }
-        jobs_to_run: list[Job] = []
-        for student in students:
-            for assignment in names:
-                row = Row(student_id=student, assignment=assignment)
-                report.rows.append(row)
-                for nb_name, nb in released[assignment].items():
-                    grade = NotebookGrade(nb_name)
-                    for cell in nb.cells:
-                        meta = nbgrader_meta(cell)
-                        if meta.get("grade"):
-                            grade.cells[meta["grade_id"]] = CellGrade(0.0, float(meta.get("points", 0)))
-                    row.notebooks[nb_name] = grade
-                folder = found[student].get(assignment)
-                if folder is None:
-                    row.issues.append(f"missing submission: no folder {student}/{assignment}/")
-                    continue
-                job_root = tmp / "jobs" / student / assignment
-                try:
-                    gradable = prepare_job(row, folder, job_root, released[assignment], warn)
-                except Exception as exc:  # an unreadable submission must not stop the batch
-                    row.issues.append(f"error: could not read the submission ({type(exc).__name__}: {exc})")
-                    continue
-                if gradable:
-                    shutil.copytree(template / SOURCE_DIR / assignment, job_root / SOURCE_DIR / assignment)
-                    shutil.copy(template_db, job_root / "gradebook.db")
-                    jobs_to_run.append(Job(row=row, root=job_root, notebooks=gradable))
-
-        env = dict(os.environ)
-        env.update(grading_env(jobs))
+        released = prepare_template(course, names, template, warn)
+        jobs_to_run = plan_jobs(report, students, names, found, released, template, tmp, warn)
         say(f"grading {len(jobs_to_run)} submission(s) with {jobs} parallel job(s), "
             f"{fmt_points(timeout)} s per cell")
-        lock = threading.Lock()
-        done = [0]
-        local = threading.local()
-        workers: list[WorkerProcess] = []
-
-        def work(job: Job) -> tuple[Job, dict]:
-            try:
-                worker = getattr(local, "worker", None)
-                if worker is None or not worker.alive():
-                    with lock:
-                        worker = WorkerProcess(env, tmp / f"worker-{len(workers)}.log")
-                        workers.append(worker)
-                    local.worker = worker
-                result = run_job(job, course, timeout, student_timeout, worker)
-            except Exception as exc:  # never let one submission stop the batch
-                result = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "seconds": 0.0}
-            with lock:
-                done[0] += 1
-                say(f"[{done[0]}/{len(jobs_to_run)}] {job.row.student_id}/{job.row.assignment} "
-                    f"in {result.get('seconds', 0):.1f} s")
-            return job, result
-
-        pool = ThreadPoolExecutor(max_workers=jobs)
-        try:
-            results = list(pool.map(work, jobs_to_run))
-        except BaseException:  # Ctrl-C: stop every worker now rather than after its job
-            for worker in list(workers):
-                worker.close(kill=True)
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        pool.shutdown(wait=True)
-        for worker in workers:
-            worker.close()
-
-        # clear this run's assignments from earlier runs' outputs
-        for kind in ("feedback", "autograded", "logs"):
-            base = out / kind
-            if base.is_dir():
-                for student_dir in base.iterdir():
-                    for assignment in names:
-                        for stale in (student_dir / assignment, student_dir / f"{assignment}.log"):
-                            if stale.is_dir():
-                                shutil.rmtree(stale)
-                            elif stale.exists():
-                                stale.unlink()
-
+        results = run_jobs(jobs_to_run, course, timeout, student_timeout, jobs, tmp, say)
+        clear_outputs(out, names)
         for job, result in results:
-            row = job.row
-            row.seconds = float(result.get("seconds", 0.0))
-            log_src = job.root / "worker.log"
-            if log_src.is_file():
-                (out / "logs" / row.student_id).mkdir(parents=True, exist_ok=True)
-                shutil.copy(log_src, out / "logs" / row.student_id / f"{row.assignment}.log")
-            if result.get("killed"):
-                row.issues.append(f"timeout: grading stopped after {fmt_points(student_timeout)} s "
-                                  f"(--student-timeout); {', '.join(n + '.ipynb' for n in job.notebooks)} scored 0")
-                continue
-            if not result.get("ok"):
-                row.issues.append(f"error: {result.get('error', 'grading failed')}")
-                continue
-            row.seconds = sum(float(i.get("seconds", 0.0)) for i in result["notebooks"].values())
-            for nb_name, info in result["notebooks"].items():
-                grade = row.notebooks[nb_name]
-                grade.seconds = float(info.get("seconds", 0.0))
-                for err in info.get("errors", []):
-                    row.issues.append(f"error: {err}")
-                if not info.get("graded"):
-                    continue
-                grade.graded = True
-                for cell_id, cell in info["cells"].items():
-                    grade.cells[cell_id] = CellGrade(cell["score"], cell["max_score"], cell["needs_manual_grade"])
-                grade.comments = dict(info.get("comments", {}))
-                if info.get("timeouts"):
-                    row.issues.append(
-                        f"timeout: {nb_name}.ipynb {', '.join(info['timeouts'])} ran longer than "
-                        f"{fmt_points(timeout)} s and was interrupted"
-                    )
-                if info.get("feedback"):
-                    dest = out / "feedback" / row.student_id / row.assignment / f"{nb_name}.html"
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy(info["feedback"], dest)
-                src_nb = job.root / "autograded" / row.student_id / row.assignment / f"{nb_name}.ipynb"
-                if src_nb.is_file():
-                    dest = out / "autograded" / row.student_id / row.assignment / f"{nb_name}.ipynb"
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy(src_nb, dest)
-                    os.chmod(dest, 0o644)
-
-        for row in report.rows:
-            for nb_name, grade in row.notebooks.items():
-                html_path = out / "feedback" / row.student_id / row.assignment / f"{nb_name}.html"
-                if not html_path.exists():
-                    reasons = [i for i in row.issues if nb_name in i or i.startswith("missing submission")]
-                    placeholder_feedback(html_path, row.student_id, row.assignment, nb_name,
-                                         "; ".join(reasons) or row.status)
-
+            collect_result(job, result, out, timeout, student_timeout)
+        write_placeholder_feedback(report)
         say("recording grades in the gradebook")
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*not in session.*")
-            record_in_gradebook(course, out / "gradebook.db", template, template_db, report.rows, names)
+            record_in_gradebook(course, out / "gradebook.db", template, template / "gradebook.db",
+                                report.rows, names)
 
     write_csv(out / "grades.csv", report.rows, set(names))
     report.seconds = time.perf_counter() - start_all
-    results_json = {
+    write_results_json(report)
+    return report
+
+
+def prepare_template(course: Course, names: list[str], template: Path, warn: Callable[[str], None]) -> dict:
+    """Generate the assignments once into ``template`` (with its gradebook); return the
+    released notebooks as ``{assignment: {notebook: nb}}``."""
+    from llmcourse.grading.release import compare_trees, generate
+
+    generate(course, names, root=template, db_url=sqlite_url(template / "gradebook.db"))
+    for assignment in names:
+        if compare_trees(template / RELEASE_DIR / assignment, course.release_dir / assignment):
+            warn(f"exercises/{assignment}/ differs from a fresh generation of solutions/{assignment}/; "
+                 "grading against solutions/ (run `llmcourse release` to update exercises/)")
+    return {
+        assignment: {
+            nb: nbformat.read(str(template / RELEASE_DIR / assignment / f"{nb}.ipynb"), as_version=4)
+            for nb in course.notebooks(assignment)
+        }
+        for assignment in names
+    }
+
+
+def empty_grade(name: str, released_nb) -> NotebookGrade:
+    """Every graded cell of a notebook at 0 points: what a notebook that is not run earns."""
+    grade = NotebookGrade(name)
+    for cell in released_nb.cells:
+        meta = nbgrader_meta(cell)
+        if meta.get("grade"):
+            grade.cells[meta["grade_id"]] = CellGrade(0.0, float(meta.get("points", 0)))
+    return grade
+
+
+def plan_jobs(report: AutogradeReport, students: list[str], names: list[str], found: dict,
+              released: dict, template: Path, tmp: Path, warn: Callable[[str], None]) -> list[Job]:
+    """One row per (student, assignment) in ``report``; one scratch job per gradable submission."""
+    planned: list[Job] = []
+    for student in students:
+        for assignment in names:
+            row = Row(student_id=student, assignment=assignment)
+            report.rows.append(row)
+            row.notebooks = {nb: empty_grade(nb, released[assignment][nb]) for nb in released[assignment]}
+            folder = found[student].get(assignment)
+            if folder is None:
+                row.issues.append(f"missing submission: no folder {student}/{assignment}/")
+                continue
+            job_root = tmp / "jobs" / student / assignment
+            try:
+                gradable = prepare_job(row, folder, job_root, released[assignment], warn)
+            except Exception as exc:  # an unreadable submission must not stop the batch
+                row.issues.append(f"error: could not read the submission ({type(exc).__name__}: {exc})")
+                continue
+            if gradable:
+                shutil.copytree(template / SOURCE_DIR / assignment, job_root / SOURCE_DIR / assignment)
+                shutil.copy(template / "gradebook.db", job_root / "gradebook.db")
+                planned.append(Job(row=row, root=job_root, notebooks=gradable))
+    return planned
+
+
+def run_jobs(planned: list[Job], course: Course, timeout: float, student_timeout: float, jobs: int,
+             tmp: Path, say: Callable[[str], None]) -> list[tuple[Job, dict]]:
+    """Grade the jobs on ``jobs`` worker processes; one job's failure is only its own result."""
+    env = dict(os.environ)
+    env.update(grading_env(jobs))
+    lock = threading.Lock()
+    done = [0]
+    local = threading.local()
+    workers: list[WorkerProcess] = []
+
+    def work(job: Job) -> tuple[Job, dict]:
+        try:
+            worker = getattr(local, "worker", None)
+            if worker is None or not worker.alive():
+                with lock:
+                    worker = WorkerProcess(env, tmp / f"worker-{len(workers)}.log")
+                    workers.append(worker)
+                local.worker = worker
+            result = run_job(job, course, timeout, student_timeout, worker)
+        except Exception as exc:  # never let one submission stop the batch
+            result = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "seconds": 0.0}
+        with lock:
+            done[0] += 1
+            say(f"[{done[0]}/{len(planned)}] {job.row.student_id}/{job.row.assignment} "
+                f"in {result.get('seconds', 0):.1f} s")
+        return job, result
+
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
+        results = list(pool.map(work, planned))
+    except BaseException:  # Ctrl-C: stop every worker now rather than after its job
+        for worker in list(workers):
+            worker.close(kill=True)
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    for worker in workers:
+        worker.close()
+    return results
+
+
+def clear_outputs(out: Path, names: list[str]) -> None:
+    """Remove earlier runs' feedback, notebooks and logs of the assignments graded now."""
+    for kind in ("feedback", "autograded", "logs"):
+        base = out / kind
+        if not base.is_dir():
+            continue
+        for student_dir in base.iterdir():
+            for assignment in names:
+                for stale in (student_dir / assignment, student_dir / f"{assignment}.log"):
+                    if stale.is_dir():
+                        shutil.rmtree(stale)
+                    elif stale.exists():
+                        stale.unlink()
+
+
+def collect_result(job: Job, result: dict, out: Path, timeout: float, student_timeout: float) -> None:
+    """Copy one job's scores into its row, and its feedback, notebook and log into ``out``."""
+    row = job.row
+    row.seconds = float(result.get("seconds", 0.0))
+    log_src = job.root / "worker.log"
+    if log_src.is_file():
+        (out / "logs" / row.student_id).mkdir(parents=True, exist_ok=True)
+        shutil.copy(log_src, out / "logs" / row.student_id / f"{row.assignment}.log")
+    if result.get("killed"):
+        row.issues.append(f"timeout: grading stopped after {fmt_points(student_timeout)} s "
+                          f"(--student-timeout); {', '.join(n + '.ipynb' for n in job.notebooks)} scored 0")
+        return
+    if not result.get("ok"):
+        row.issues.append(f"error: {result.get('error', 'grading failed')}")
+        return
+    row.seconds = sum(float(i.get("seconds", 0.0)) for i in result["notebooks"].values())
+    for nb_name, info in result["notebooks"].items():
+        grade = row.notebooks[nb_name]
+        grade.seconds = float(info.get("seconds", 0.0))
+        row.issues.extend(f"error: {err}" for err in info.get("errors", []))
+        if not info.get("graded"):
+            continue
+        grade.graded = True
+        for cell_id, cell in info["cells"].items():
+            grade.cells[cell_id] = CellGrade(cell["score"], cell["max_score"], cell["needs_manual_grade"])
+        grade.comments = dict(info.get("comments", {}))
+        if info.get("timeouts"):
+            row.issues.append(f"timeout: {nb_name}.ipynb {', '.join(info['timeouts'])} ran longer than "
+                              f"{fmt_points(timeout)} s and was interrupted")
+        if info.get("feedback"):
+            dest = out / "feedback" / row.student_id / row.assignment / f"{nb_name}.html"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(info["feedback"], dest)
+        src_nb = job.root / "autograded" / row.student_id / row.assignment / f"{nb_name}.ipynb"
+        if src_nb.is_file():
+            dest = out / "autograded" / row.student_id / row.assignment / f"{nb_name}.ipynb"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src_nb, dest)
+            os.chmod(dest, 0o644)
+
+
+def write_placeholder_feedback(report: AutogradeReport) -> None:
+    """A short page saying why, for every notebook that has no nbgrader feedback."""
+    for row in report.rows:
+        for nb_name in row.notebooks:
+            html_path = report.out / "feedback" / row.student_id / row.assignment / f"{nb_name}.html"
+            if not html_path.exists():
+                reasons = [i for i in row.issues if nb_name in i or i.startswith("missing submission")]
+                placeholder_feedback(html_path, row.student_id, row.assignment, nb_name,
+                                     "; ".join(reasons) or row.status)
+
+
+def write_results_json(report: AutogradeReport) -> None:
+    """``results.json``: the CSV rows plus issues, per-cell scores and timings."""
+    data = {
         "seconds": report.seconds,
         "warnings": report.warnings,
         "rows": [
@@ -736,8 +772,7 @@ def autograde(
             for row in report.rows
         ],
     }
-    (out / "results.json").write_text(json.dumps(results_json, indent=1))
-    return report
+    (report.out / "results.json").write_text(json.dumps(data, indent=1))
 
 
 def format_summary(report: AutogradeReport) -> str:

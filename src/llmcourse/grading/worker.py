@@ -57,10 +57,60 @@ def make_offline(html_path: Path) -> None:
     html_path.write_text(REMOTE_SCRIPT.sub("", text), encoding="utf-8")
 
 
-def grade(job: dict) -> dict:
-    from nbgrader.api import Gradebook, MissingEntry
-    from nbgrader.converters import Autograde, GenerateFeedback
+def _coursedir(cfg, student: str, assignment: str, notebook: str):
     from nbgrader.coursedir import CourseDirectory
+
+    coursedir = CourseDirectory(config=cfg, log=nbgrader_logger())
+    coursedir.assignment_id = assignment
+    coursedir.student_id = student
+    coursedir.notebook_id = notebook
+    return coursedir
+
+
+def grade_notebook(cfg, root: Path, student: str, assignment: str, notebook: str) -> dict:
+    """Autograde one submitted notebook, then write its feedback page; say what went wrong."""
+    from nbgrader.converters import Autograde, GenerateFeedback
+
+    entry: dict = {"graded": False, "cells": {}, "comments": {}, "timeouts": [], "errors": []}
+    converter = Autograde(coursedir=_coursedir(cfg, student, assignment, notebook), config=cfg,
+                          log=nbgrader_logger())
+    converter.force = True
+    converter.create_student = True
+    ok, log = run_converter(converter)
+    print(f"== nbgrader autograde {student}/{assignment}/{notebook}.ipynb", flush=True)
+    print(log, flush=True)
+    autograded = root / "autograded" / student / assignment / f"{notebook}.ipynb"
+    if not ok or not autograded.is_file():
+        reason = _last_line(log)
+        if "DeadKernelError" in log or "Kernel died" in log:
+            reason = "the kernel died while running the notebook"
+        entry["errors"].append(f"{notebook}.ipynb could not be autograded: {reason}")
+        return entry
+    entry["graded"] = True
+    nb = nbformat.read(str(autograded), as_version=4)
+    for index, cell in enumerate(nb.cells):
+        if timed_out(cell):
+            entry["timeouts"].append(nbgrader_meta(cell).get("grade_id") or f"cell {index + 1}")
+    entry["cell_errors"] = {c.grade_id: c.error for c in test_outcomes(nb) if c.error}
+
+    feedback = GenerateFeedback(coursedir=_coursedir(cfg, student, assignment, notebook), config=cfg,
+                                log=nbgrader_logger())
+    feedback.force = True
+    fb_ok, fb_log = run_converter(feedback)
+    print(f"== nbgrader generate_feedback {student}/{assignment}/{notebook}.ipynb", flush=True)
+    print(fb_log, flush=True)
+    html = root / "feedback" / student / assignment / f"{notebook}.html"
+    if fb_ok and html.is_file():
+        make_offline(html)
+        entry["feedback"] = str(html)
+    else:
+        entry["errors"].append(f"feedback for {notebook}.ipynb failed: {_last_line(fb_log)}")
+    return entry
+
+
+def grade(job: dict) -> dict:
+    """Grade every notebook of one job and read back the scores nbgrader recorded."""
+    from nbgrader.api import Gradebook, MissingEntry
 
     root = Path(job["root"])
     student, assignment = job["student"], job["assignment"]
@@ -70,49 +120,10 @@ def grade(job: dict) -> dict:
     result: dict = {"student": student, "assignment": assignment, "notebooks": {}}
 
     for notebook in job["notebooks"]:
-        entry: dict = {"graded": False, "cells": {}, "comments": {}, "timeouts": [], "errors": []}
-        result["notebooks"][notebook] = entry
         start = time.perf_counter()
-        coursedir = CourseDirectory(config=cfg, log=nbgrader_logger())
-        coursedir.assignment_id = assignment
-        coursedir.student_id = student
-        coursedir.notebook_id = notebook
-        converter = Autograde(coursedir=coursedir, config=cfg, log=nbgrader_logger())
-        converter.force = True
-        converter.create_student = True
-        ok, log = run_converter(converter)
-        print(f"== nbgrader autograde {student}/{assignment}/{notebook}.ipynb", flush=True)
-        print(log, flush=True)
-        autograded = root / "autograded" / student / assignment / f"{notebook}.ipynb"
-        if not ok or not autograded.is_file():
-            reason = _last_line(log)
-            if "DeadKernelError" in log or "Kernel died" in log:
-                reason = "the kernel died while running the notebook"
-            entry["errors"].append(f"{notebook}.ipynb could not be autograded: {reason}")
-        else:
-            entry["graded"] = True
-            nb = nbformat.read(str(autograded), as_version=4)
-            for index, cell in enumerate(nb.cells):
-                if timed_out(cell):
-                    label = nbgrader_meta(cell).get("grade_id") or f"cell {index + 1}"
-                    entry["timeouts"].append(label)
-            entry["cell_errors"] = {c.grade_id: c.error for c in test_outcomes(nb) if c.error}
-            coursedir = CourseDirectory(config=cfg, log=nbgrader_logger())
-            coursedir.assignment_id = assignment
-            coursedir.student_id = student
-            coursedir.notebook_id = notebook
-            feedback = GenerateFeedback(coursedir=coursedir, config=cfg, log=nbgrader_logger())
-            feedback.force = True
-            fb_ok, fb_log = run_converter(feedback)
-            print(f"== nbgrader generate_feedback {student}/{assignment}/{notebook}.ipynb", flush=True)
-            print(fb_log, flush=True)
-            html = root / "feedback" / student / assignment / f"{notebook}.html"
-            if fb_ok and html.is_file():
-                make_offline(html)
-                entry["feedback"] = str(html)
-            else:
-                entry["errors"].append(f"feedback for {notebook}.ipynb failed: {_last_line(fb_log)}")
+        entry = grade_notebook(cfg, root, student, assignment, notebook)
         entry["seconds"] = time.perf_counter() - start
+        result["notebooks"][notebook] = entry
 
     with Gradebook(db_url, cfg.CourseDirectory.get("course_id", "")) as gb:
         try:
