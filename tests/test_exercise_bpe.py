@@ -363,7 +363,49 @@ DECODE_BUGS = {
 for _name, _bug in DECODE_BUGS.items():
     WRONG[_name] = ("decode", DECODE_TEMPLATE.format(**{**DECODE_RIGHT, **_bug}))
 
+# Right answers that are not the student's own work: they call the course package.
+WRONG.update({
+    "counts: the package's function under the exercise's name": ("get_pair_counts", """
+        from llmcourse.tokenizers.bpe import pair_counts as get_pair_counts
+    """),
+    "counts: imports the package inside the function": ("get_pair_counts", """
+        def get_pair_counts(ids):
+            from llmcourse.tokenizers.bpe import pair_counts
+            return pair_counts(ids)
+    """),
+    "merge: calls the package through an alias": ("merge", """
+        import llmcourse.tokenizers.bpe as _b
+
+        def merge(ids, pair, new_id):
+            return _b.merge_pair(ids, pair, new_id)
+    """),
+    "train: the package's tokenizer trains": ("train_bpe", """
+        from llmcourse.tokenizers import BPETokenizer as _T
+
+        def train_bpe(text, vocab_size):
+            return dict(_T.train(text, vocab_size, pattern=None).merges)
+    """),
+    "encode: the package's tokenizer, called from a helper": ("encode", """
+        def _tokenizer(merges):
+            from llmcourse.tokenizers import BPETokenizer
+            return BPETokenizer(dict(merges), pattern=None)
+
+        def encode(text, merges):
+            return _tokenizer(merges).encode(text)
+    """),
+    "decode: the package's tokenizer decodes": ("decode", """
+        from llmcourse.tokenizers import BPETokenizer
+
+        def decode(ids, merges):
+            return BPETokenizer(dict(merges), pattern=None).decode(list(ids))
+    """),
+})
+
 WRONG = {name: (gid, textwrap.dedent(code)) for name, (gid, code) in WRONG.items()}
+
+# Wrong helpers that train_bpe and encode (as the solution writes them) call.
+HELPER_BUGS = [name for name, (gid, _) in WRONG.items()
+               if gid in ("get_pair_counts", "merge") and "package" not in name]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -492,6 +534,44 @@ def test_hidden_tests_catch_wrong_solution(name):
     # the cells before it do not depend on this answer, so they still pass
     for gid in ANSWERS[: ANSWERS.index(answer_id)]:
         assert results[f"test_{gid}"] is None
+
+
+@pytest.mark.parametrize("name", HELPER_BUGS)
+def test_a_wrong_helper_costs_points_once(name):
+    """train_bpe and encode are graded with the reference helpers: a bug is not paid for twice."""
+    answer_id, code = WRONG[name]
+    for hidden_only in (False, True):
+        results = graded(run(load(), replace={answer_id: code}, hidden_only=hidden_only))
+        failed = sorted(gid for gid, error in results.items() if error is not None)
+        assert failed == [f"test_{answer_id}"], f"'{name}' fails {failed}"
+
+
+def test_reference_helpers_restore_the_notebook():
+    from llmcourse.grading.checks import reference_helpers
+
+    def mine(ids):
+        return "mine"
+
+    namespace = {"get_pair_counts": mine}
+    with pytest.raises(AssertionError):
+        with reference_helpers(namespace, get_pair_counts=len, merge=max):
+            assert namespace["get_pair_counts"] is len and namespace["merge"] is max
+            raise AssertionError("a failing test inside the block")
+    assert namespace == {"get_pair_counts": mine}, "the student's helper is back, nothing added"
+
+
+def test_own_code_check_accepts_the_solution_and_plain_libraries():
+    from llmcourse.grading.checks import package_uses
+
+    namespace: dict = {"__name__": "__main__"}
+    for cell in load().cells:
+        if grade_id(cell) in ANSWERS or (cell.cell_type == "code" and grade_id(cell) is None
+                                         and "tiny_corpus" not in cell.source):
+            exec(compile(cell.source, "<cell>", "exec"), namespace)
+    for answer in ANSWERS:
+        assert package_uses(namespace[answer]) == [], answer
+    exec("import collections, re\ndef f(x):\n    return collections.Counter(re.findall('a', x))", namespace)
+    assert package_uses(namespace["f"]) == []
 
 
 @pytest.mark.slow
