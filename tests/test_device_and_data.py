@@ -17,7 +17,7 @@ def test_get_device_override_cpu(monkeypatch):
     assert llmcourse.get_device() == torch.device("cpu")
 
 
-@pytest.mark.parametrize("value", ["tpu", "gpu", "cpu:0", "cuda:x"])
+@pytest.mark.parametrize("value", ["tpu", "gpu", "cpu:0", "cuda:x", "cuda:"])
 def test_get_device_unknown_value_is_a_clear_error(monkeypatch, value):
     monkeypatch.setenv("LLMCOURSE_DEVICE", value)
     with pytest.raises(ValueError, match="LLMCOURSE_DEVICE"):
@@ -53,6 +53,8 @@ def test_imdb_texts_size_and_cleaning():
     from collections import Counter
 
     assert Counter(train) + Counter(val) == Counter(texts)
+    assert len(texts) > len(set(texts)), "the corpus has exact duplicates..."
+    assert not set(train) & set(val), "...and each one stays inside one split"
     assert data.imdb_texts("validation") == val  # deterministic
     with pytest.raises(ValueError, match="split"):
         data.imdb_texts("test")
@@ -62,8 +64,8 @@ def test_rotten_tomatoes_splits_are_fixed_disjoint_and_balanced():
     splits = {s: data.rotten_tomatoes(s) for s in ("train", "validation", "test")}
     assert {s: len(v) for s, v in splits.items()} == data.ROTTEN_TOMATOES_SIZES
     assert sum(map(len, splits.values())) == 8_530
-    ids = [set(map(tuple, v)) for v in splits.values()]
-    assert not (ids[0] & ids[2]) and not (ids[1] & ids[2])
+    texts = [{e.text for e in v} for v in splits.values()]
+    assert not (texts[0] & texts[1]) and not (texts[0] & texts[2]) and not (texts[1] & texts[2])
     for examples in splits.values():
         assert {e.label for e in examples} == {0, 1}
         positives = sum(e.label for e in examples) / len(examples)
@@ -76,3 +78,32 @@ def test_rotten_tomatoes_splits_are_fixed_disjoint_and_balanced():
 def test_tiny_corpus_is_small_text():
     text = data.tiny_corpus()
     assert isinstance(text, str) and 100 < len(text) < 2000
+
+
+def test_autocast_is_a_no_op_on_cpu():
+    x = torch.randn(4, 4)
+    with llmcourse.autocast("cpu"):
+        assert (x @ x).dtype == torch.float32
+
+
+@pytest.mark.gpu
+def test_cuda_device_and_bf16_autocast(monkeypatch):
+    monkeypatch.delenv("LLMCOURSE_DEVICE", raising=False)
+    dev = llmcourse.get_device()
+    assert dev.type == "cuda"
+    monkeypatch.setenv("LLMCOURSE_DEVICE", "cuda:0")
+    assert llmcourse.get_device() == torch.device("cuda:0")
+    x = torch.randn(64, 64, device=dev)
+    with llmcourse.autocast(dev):
+        y = x @ x
+    want = torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float32
+    assert y.dtype == want
+    torch.testing.assert_close(y.float(), x @ x, atol=0.5, rtol=0.05)
+
+
+@pytest.mark.gpu
+def test_set_seed_repeats_cuda():
+    llmcourse.set_seed(3)
+    a = torch.rand(5, device="cuda")
+    llmcourse.set_seed(3)
+    assert torch.equal(a, torch.rand(5, device="cuda"))

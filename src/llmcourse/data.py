@@ -11,8 +11,9 @@ from the package registry with the course), so nothing is downloaded at run time
   is never used for pretraining or model selection.
 - ``tiny_corpus()``: a few hundred bytes of built-in text for fast tests.
 
-Splits are fixed by a SHA-256 hash of each example's position and text, so they
-do not depend on any random generator or library version.
+Splits are fixed by a SHA-256 hash of each example's text, so they do not depend
+on any random generator or library version, and exact duplicates never straddle
+two splits.
 
 Introduced in: the Tokenization chapter (IMDB text) and the Fine-tuning chapter
 (Rotten Tomatoes).
@@ -75,9 +76,13 @@ def _rows() -> tuple[tuple[str, int, str], ...]:
 
 
 def _split_order(texts: list[str]) -> list[int]:
-    """Indices of ``texts`` sorted by a hash of (index, text): a fixed, seedless shuffle."""
-    def key(i: int) -> bytes:
-        return hashlib.sha256(f"{i}\x00{texts[i]}".encode("utf-8", "surrogatepass")).digest()
+    """Indices of ``texts`` sorted by a hash of the text: a fixed, seedless shuffle.
+
+    Hashing the text alone puts exact duplicates side by side, so they fall in the
+    same split (a duplicate across splits would leak training data into evaluation).
+    """
+    def key(i: int) -> tuple[bytes, int]:
+        return hashlib.sha256(texts[i].encode("utf-8", "surrogatepass")).digest(), i
 
     return sorted(range(len(texts)), key=key)
 

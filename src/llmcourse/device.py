@@ -23,13 +23,13 @@ def _mps_available() -> bool:
 
 def _check_available(name: str) -> torch.device:
     """Parse ``name`` (``cpu``, ``cuda``, ``cuda:1``, ``mps``) and check the machine has it."""
-    kind, _, index = name.partition(":")
+    kind, colon, index = name.partition(":")
     if kind not in _KNOWN_KINDS:
         raise ValueError(
             f"{DEVICE_ENV}={name!r} is not a device this course knows; "
             f"use one of: cpu, cuda, cuda:N, mps"
         )
-    if index and (kind != "cuda" or not index.isdigit()):
+    if colon and (kind != "cuda" or not index.isdigit()):
         raise ValueError(f"{DEVICE_ENV}={name!r}: only cuda takes an index, as in cuda:0")
     if kind == "cuda":
         if not torch.cuda.is_available():
@@ -78,11 +78,14 @@ def set_seed(seed: int) -> None:
 
 
 def autocast(device: torch.device | str, enabled: bool = True):
-    """A bf16 autocast context on CUDA (where it pays off), a no-op elsewhere.
+    """A bf16 autocast context on a CUDA GPU with native bf16 (Ampere or newer), else a no-op.
+
+    bf16 keeps float32's range, so training needs no loss scaling. Older GPUs
+    (and CPUs, MPS) simply compute in float32: slower, never less correct.
 
     Introduced in: the pretraining chapter; used wherever a model runs on a GPU.
     """
     device = torch.device(device)
-    if enabled and device.type == "cuda":
+    if enabled and device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False):
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()

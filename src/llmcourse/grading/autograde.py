@@ -647,7 +647,10 @@ def plan_jobs(report: AutogradeReport, students: list[str], names: list[str], fo
                 row.issues.append(f"error: could not read the submission ({type(exc).__name__}: {exc})")
                 continue
             if gradable:
-                shutil.copytree(template / SOURCE_DIR / assignment, job_root / SOURCE_DIR / assignment)
+                # nbgrader grades from the cells stored in the gradebook, so the source
+                # notebooks, hidden tests and all, are not copied next to the student's code
+                shutil.copytree(template / SOURCE_DIR / assignment, job_root / SOURCE_DIR / assignment,
+                                ignore=shutil.ignore_patterns("*.ipynb"))
                 shutil.copy(template / "gradebook.db", job_root / "gradebook.db")
                 planned.append(Job(row=row, root=job_root, notebooks=gradable))
     return planned

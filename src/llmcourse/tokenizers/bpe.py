@@ -32,9 +32,11 @@ from llmcourse.tokenizers.base import (
 
 Pair = tuple[int, int]
 
-# The pre-split patterns of GPT-2 and of GPT-4 (cl100k). GPT-4's differs in three ways:
-# contractions match in any case, numbers are cut into groups of at most 3 digits, and
-# a word may take one leading punctuation character instead of only a space.
+# The pre-split patterns of GPT-2 and of GPT-4 (cl100k). Compared with GPT-2's, GPT-4's
+# matches contractions in any case; lets a word take one leading character that is not
+# a letter, digit or line break (not only a space); cuts numbers into groups of at most
+# 3 digits, with no leading space; and keeps line breaks apart from other whitespace,
+# letting a run of punctuation take the line breaks that follow it.
 GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 GPT4_SPLIT_PATTERN = (
     r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+"""
