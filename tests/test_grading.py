@@ -24,7 +24,7 @@ import nbformat
 import pytest
 
 from llmcourse.grading import cli
-from llmcourse.grading.autograde import compare_locked_cells, load_submitted_notebook
+from llmcourse.grading.autograde import compare_locked_cells, fmt_points, load_submitted_notebook
 from llmcourse.grading.course import Course, normalized_notebook_json, sqlite_url
 from llmcourse.grading.execution import nbgrader_meta
 
@@ -565,7 +565,7 @@ def test_autograde_batch(batch, key, capsys):
                 html = out / "feedback" / student / assignment / f"{notebook}.html"
                 assert html.is_file() and html.stat().st_size > 0, html
         solution_html = (out / "feedback" / "solution" / assignment / f"{course.notebooks(assignment)[0]}.html")
-        assert fmt(top) in solution_html.read_text()
+        assert fmt_points(top) in solution_html.read_text()
         assert not re.search(r"src=[\"']https?://", solution_html.read_text()), "feedback must load nothing remote"
 
     warnings = " ".join(b["results"]["warnings"])
@@ -581,10 +581,6 @@ def test_autograde_batch(batch, key, capsys):
             print(f"\n[autograde timing] {name}: {sum(times) / len(times):.1f} s per notebook "
                   f"(autograde + feedback, mean of {len(times)}); whole batch of "
                   f"{len(b['results']['rows'])} rows: {b['seconds']:.0f} s with 2 jobs, cell timeout {b['timeout']} s")
-
-
-def fmt(value: float) -> str:
-    return str(int(value)) if value == int(value) else f"{value:g}"
 
 
 @pytest.mark.slow

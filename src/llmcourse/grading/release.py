@@ -25,6 +25,7 @@ from llmcourse.grading.course import (
     normalized_notebook_json,
     sqlite_url,
 )
+from llmcourse.grading.execution import copy_assignment_files
 
 
 def nbgrader_logger(name: str = "llmcourse.grading.nbgrader") -> logging.Logger:
@@ -71,11 +72,7 @@ def generate(
             dest = root / SOURCE_DIR / assignment
             if dest.exists():
                 shutil.rmtree(dest)
-            shutil.copytree(
-                course.source_dir / assignment,
-                dest,
-                ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "*.pyc"),
-            )
+            copy_assignment_files(course.source_dir / assignment, dest)
     cfg = course.config(root=root, db_url=db_url)
     url = cfg.CourseDirectory.db_url
     if url.startswith("sqlite:///"):
