@@ -126,9 +126,13 @@ class KVCache:
 
     @property
     def length(self) -> int:
-        """Number of positions cached (0 when empty)."""
-        first = self.keys[0] if self.keys else None
-        return 0 if first is None else first.size(-2)
+        """Number of positions cached (0 when empty), as seen by the first layer."""
+        return self.layer_length(0)
+
+    def layer_length(self, layer: int) -> int:
+        """Number of positions cached for ``layer``: the position of its next token."""
+        past = self.keys[layer] if layer < len(self.keys) else None
+        return 0 if past is None else past.size(-2)
 
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Append this step's (B, h, T_new, hs) keys and values to ``layer``; return all of them."""
@@ -201,7 +205,7 @@ class MultiHeadAttention(nn.Module):
         k = self.split_heads(self.key(source))  # (B, h, T_k, hs)
         v = self.split_heads(self.value(source))  # (B, h, T_k, hs)
         if rope is not None:
-            offset = cache.length if cache is not None else 0
+            offset = cache.layer_length(layer) if cache is not None else 0
             q, k = rope(q, offset), rope(k, offset)
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, h, T_past + T, hs)
