@@ -16,7 +16,7 @@
 # served as _static/requirejs/require.js.
 set -euo pipefail
 
-REQUIREJS_VERSION=2.3.8            # AMD loader that the ipywidgets embedder (and bertviz) expect
+REQUIREJS_VERSION=2.3.8            # AMD loader that the ipywidgets embedder expects
 HTML_MANAGER_VERSION=1.0.15        # @jupyter-widgets/html-manager for ipywidgets 8 (controls 2.0.0 models)
 MATHJAX_VERSION=3.2.2              # math rendering (Sphinx's mathjax_path)
 D3_VERSION=5.7.0                   # the d3 version bertviz's head/model/neuron views ask for
@@ -86,7 +86,9 @@ cp "$work/mathjax/es5/tex-chtml-full.js" "$mj/"
 cp -r "$work/mathjax/es5/output/chtml/fonts/woff-v2" "$mj/output/chtml/fonts/"
 cp "$work/mathjax/LICENSE" "$mj/LICENSE"
 
-# bertviz's attention views: d3 and jQuery as AMD modules
+# bertviz's attention views: src/llmcourse/viz/attention_view.py reads these two
+# files from book/vendor/ and inlines them into each view (run as CommonJS
+# modules, so they never meet the page's require.js)
 mkdir -p "$dest/d3" "$dest/jquery"
 cp "$work/d3/dist/d3.min.js" "$dest/d3/d3.min.js"
 cp "$work/d3/LICENSE" "$dest/d3/LICENSE"
@@ -113,11 +115,11 @@ EOF
 
 | file(s) here | served as | used by |
 |---|---|---|
-| `requirejs/require.js` | `_static/requirejs/require.js` | ipywidgets embedder (`nb_ipywidgets_js`); bertviz views |
+| `requirejs/require.js` | `_static/requirejs/require.js` | ipywidgets embedder (`nb_ipywidgets_js`) |
 | `jupyter-widgets/html-manager/dist/embed-amd.js` and its font files | `_static/jupyter-widgets/html-manager/dist/` | renders saved ipywidget state (`nb_ipywidgets_js`) |
 | `mathjax/tex-chtml-full.js`, `mathjax/output/chtml/fonts/woff-v2/` | `_static/mathjax/` | math (`mathjax_path`) |
-| `d3/d3.min.js` | `_static/d3/d3.min.js` | bertviz attention views (AMD module `d3`) |
-| `jquery/jquery.min.js` | `_static/jquery/jquery.min.js` | bertviz attention views (AMD module `jquery`) |
+| `d3/d3.min.js` | `_static/d3/d3.min.js` (not requested by any page) | bertviz attention views: `llmcourse.viz.head_view`/`model_view` read it from here and inline it into each view |
+| `jquery/jquery.min.js` | `_static/jquery/jquery.min.js` (not requested by any page) | bertviz attention views, as for d3 |
 
 Licence texts: `mathjax/LICENSE` (Apache-2.0), `d3/LICENSE` (BSD-3-Clause),
 `jquery/LICENSE.txt` (MIT); RequireJS carries its MIT notice in the file header;

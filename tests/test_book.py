@@ -3,8 +3,8 @@
 Fast tests (run by default):
   * ``_config.yml`` and ``_toc.yml`` parse and name files that exist;
   * ``book/vendor/README.md`` records the versions pinned in ``scripts/vendor_js.sh``;
-  * a scratch book (two pages with stored outputs: math, a PNG, a widget; nothing
-    executed) built with the course's configuration loads no script, stylesheet,
+  * a scratch book (two pages with stored outputs: math, a PNG, a widget, two attention
+    views; nothing executed) built with the course's configuration loads no script, stylesheet,
     font or image from another host.
 
 Slow tests (``pytest -m slow tests/test_book.py``; run ``bash scripts/ensure_chromium.sh``
@@ -18,7 +18,8 @@ serve the HTML on 127.0.0.1 and open every page in Debian's headless Chromium
 A page fails on: a request to any other host (blocked), a failed request or an HTTP
 status >= 400, a console error not in CONSOLE_ERROR_ALLOWLIST, an uncaught JavaScript
 error, an image that did not load, a font that did not load, saved widget state whose
-widgets did not render, or math that MathJax did not typeset.
+widgets did not render, math that MathJax did not typeset, or an attention view (bertviz,
+``llmcourse.viz.head_view``/``model_view``) that did not draw its SVG.
 
 Environment:
   LLMCOURSE_BOOK_OUTPUT=<dir>       build into <dir> instead of a temporary folder (e.g.
@@ -77,6 +78,8 @@ BUILD_FLAGS = ["--warningiserror", "--nitpick", "--keep-going"]
 CONSOLE_ERROR_ALLOWLIST: list[tuple[re.Pattern[str], str]] = []
 
 WIDGET_STATE_MIME = "application/vnd.jupyter.widget-state+json"
+# bertviz's views (llmcourse.viz.head_view, model_view) draw into <div id="bertviz-<hex>"> ... <div id="vis">
+ATTENTION_VIEW = re.compile(r'<div id="(bertviz-[0-9a-f]+)"')
 WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
 
 # folders of the built HTML that hold assets, not pages (the theme ships Jinja macro
@@ -292,6 +295,17 @@ async () => {
 }
 """
 
+# each bertviz view: its SVG, and how many lines (attention) and texts (tokens) it drew
+_JS_ATTENTION_VIEWS = """
+() => Array.from(document.querySelectorAll('div[id^="bertviz-"]')).map(root => {
+  const svg = root.querySelector('#vis svg');
+  return {id: root.id, svg: !!svg, lines: svg ? svg.querySelectorAll('line').length : 0,
+          texts: svg ? svg.querySelectorAll('text').length : 0};
+})
+"""
+
+_JS_ALL_ATTENTION_VIEWS_DRAWN = f"() => ({_JS_ATTENTION_VIEWS})().every(v => v.lines > 0 && v.texts > 0)"
+
 _JS_BROKEN_FONTS = """
 async () => {
   await document.fonts.ready;
@@ -382,6 +396,19 @@ def check_page(browser, base_url: str, rel: str, static_html: str, screenshot_di
             for err in math["errors"]:
                 problems.append(f"{rel}: MathJax error: {err}")
 
+        expected_views = ATTENTION_VIEW.findall(static_html)
+        if expected_views:
+            with contextlib.suppress(Exception):
+                page.wait_for_function(_JS_ALL_ATTENTION_VIEWS_DRAWN, timeout=30_000)
+            views = {view["id"]: view for view in page.evaluate(_JS_ATTENTION_VIEWS)}
+            for view_id in expected_views:
+                view = views.get(view_id, {"svg": False, "lines": 0, "texts": 0})
+                if not (view["lines"] and view["texts"]):
+                    problems.append(
+                        f"{rel}: attention view {view_id} did not draw (svg: {view['svg']}, "
+                        f"{view['lines']} lines, {view['texts']} texts)"
+                    )
+
         for src in page.evaluate(_JS_BROKEN_IMAGES):
             problems.append(f"{rel}: image did not load: {src}")
         for family in page.evaluate(_JS_BROKEN_FONTS):
@@ -424,7 +451,8 @@ class Build:
 
 
 def _scratch_notebook() -> dict:
-    """A notebook with stored outputs: a PNG figure and an ipywidgets VBox (no kernel needed)."""
+    """A notebook with stored outputs: a PNG figure, an ipywidgets VBox and two attention
+    views (no kernel needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -447,6 +475,16 @@ def _scratch_notebook() -> dict:
     view = data["view_specs"][0]
     for w in (slider, label, box):
         w.close()
+
+    # bertviz's head and model views, on the page that also loads require.js and the widget embedder
+    import torch
+
+    from llmcourse.viz import head_view, model_view
+
+    gen = torch.Generator().manual_seed(0)
+    attention = tuple(torch.randn(1, 2, 4, 4, generator=gen).softmax(-1) for _ in range(2))  # 2 x (1, nh, T, T)
+    tokens = ["[CLS]", "the", "cat", "[SEP]"]
+    views = {"head_view": head_view(attention, tokens), "model_view": model_view(attention, tokens)}
 
     return {
         "nbformat": 4,
@@ -492,6 +530,24 @@ def _scratch_notebook() -> dict:
                     }
                 ],
             },
+            *(
+                {
+                    "cell_type": "code",
+                    "id": name,
+                    "execution_count": count,
+                    "metadata": {},
+                    "source": f"{name}(attention, tokens)",
+                    "outputs": [
+                        {
+                            "output_type": "execute_result",
+                            "execution_count": count,
+                            "metadata": {},
+                            "data": {"text/html": shown.data, "text/plain": repr(shown)},
+                        }
+                    ],
+                }
+                for count, (name, shown) in enumerate(views.items(), start=3)
+            ),
         ],
     }
 
@@ -624,6 +680,8 @@ def test_vendor_readme_records_pinned_versions():
         "jupyter-widgets/html-manager/dist/embed-amd.js",
         "mathjax/tex-chtml-full.js",
         "mathjax/output/chtml/fonts/woff-v2/MathJax_Main-Regular.woff",
+        "d3/d3.min.js",  # inlined into attention views by llmcourse.viz.head_view / model_view
+        "jquery/jquery.min.js",
     ):
         assert (VENDOR / rel).is_file(), f"book/vendor/{rel} is missing: run scripts/vendor_js.sh"
 
@@ -637,6 +695,7 @@ def test_scratch_book_builds_and_loads_nothing_remote(scratch_build):
     for local in ("_static/requirejs/require.js", "_static/jupyter-widgets/html-manager/dist/embed-amd.js"):
         assert local in widgets_page, f"widgets.html does not load {local}"
     assert "_static/mathjax/tex-chtml-full.js" in (html_dir / "intro.html").read_text(encoding="utf-8")
+    assert len(ATTENTION_VIEW.findall(widgets_page)) == 2, "the two attention views did not reach the page"
     problems = remote_asset_problems(html_dir)
     assert not problems, "built HTML loads assets from other hosts or misses files:\n" + "\n".join(problems)
 
@@ -647,7 +706,7 @@ def test_scratch_book_builds_and_loads_nothing_remote(scratch_build):
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_scratch_book_renders_offline_in_chromium(scratch_build, browser):
-    """Widgets, math and images render from vendored files, whatever the chapters contain."""
+    """Widgets, math, images and attention views render from vendored files, whatever the chapters contain."""
     assert scratch_build.returncode == 0, f"scratch book build failed:\n{log_problems(scratch_build.log)}"
     problems = check_site(browser, scratch_build.html_dir, "scratch")
     assert not problems, f"{len(problems)} problem(s):\n" + "\n".join(problems)

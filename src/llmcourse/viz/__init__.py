@@ -2,8 +2,10 @@
 
 - ``show_tokens``, ``tokens_html``, ``token_pieces``, ``tokenizer_playground``:
   tokens in colour, and a playground to compare tokenizers (the Tokenization chapter).
+- ``head_view``, ``model_view``: bertviz's attention views, offline (the Attention chapter).
 """
 
+from llmcourse.viz.attention_view import head_view, model_view
 from llmcourse.viz.tokens import (
     TokenizerPlayground,
     TokenPiece,
@@ -16,6 +18,8 @@ from llmcourse.viz.tokens import (
 __all__ = [
     "TokenPiece",
     "TokenizerPlayground",
+    "head_view",
+    "model_view",
     "show_tokens",
     "token_pieces",
     "tokenizer_playground",
