@@ -8,80 +8,26 @@
 
 To keep ~45 notebook runs within seconds, the code cells run in this process, in one
 fresh namespace per run: what a kernel does with them, minus the kernel start-up.
-One slow test runs the solution in a real Jupyter kernel as well.
+One slow test runs the solution in a real Jupyter kernel as well. The helpers that run
+the cells are shared with the other exercises' tests (tests/exercise_support.py).
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import io
-import re
 import textwrap
-from pathlib import Path
 
-import nbformat
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+import exercise_support as support
+from exercise_support import ROOT, check_shape, grade_id, graded, released, run, run_in_kernel
+
 NOTEBOOK = ROOT / "solutions" / "01_tokenization" / "bpe.ipynb"
 
 ANSWERS = ["get_pair_counts", "merge", "train_bpe", "encode", "decode"]
-HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.DOTALL)
 
 
-def load() -> nbformat.NotebookNode:
-    return nbformat.read(NOTEBOOK, as_version=4)
-
-
-def grade_id(cell) -> str | None:
-    return cell.metadata.get("nbgrader", {}).get("grade_id")
-
-
-def is_graded(cell) -> bool:
-    return bool(cell.metadata.get("nbgrader", {}).get("grade"))
-
-
-def hidden_part(source: str) -> str:
-    """Only the hidden tests of a test cell (they must stand on their own)."""
-    parts = HIDDEN.findall(source)
-    assert parts, "every graded cell has hidden tests"
-    return "\n".join(parts)
-
-
-def run(nb, *, replace: dict[str, str] | None = None, hidden_only: bool = False) -> dict[str, str | None]:
-    """Run the notebook's code cells in order; return {cell grade id: error text or None}.
-
-    The result holds the graded test cells and the answer cells (an answer cell that
-    raises, such as one with a syntax error, would fail the tests for the wrong reason).
-
-    ``replace`` swaps the source of answer cells (by grade id); ``hidden_only`` keeps
-    only the hidden part of each graded test cell. Like nbgrader, an error in one cell
-    does not stop the run.
-    """
-    replace = replace or {}
-    namespace: dict = {"__name__": "__main__"}
-    results: dict[str, str | None] = {}
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        gid = grade_id(cell)
-        source = replace.get(gid, cell.source)
-        if is_graded(cell) and hidden_only:
-            source = hidden_part(source)
-        error = None
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):
-                exec(compile(source, f"<cell {gid}>", "exec"), namespace)
-        except Exception as err:  # a failing cell, as the grader would record it
-            error = f"{type(err).__name__}: {err}"[:300]
-        if gid is not None:
-            results[gid] = error
-    return results
-
-
-def graded(results: dict[str, str | None]) -> dict[str, str | None]:
-    return {gid: error for gid, error in results.items() if gid.startswith("test_")}
+def load():
+    return support.load(NOTEBOOK)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -413,24 +359,7 @@ HELPER_BUGS = [name for name, (gid, _) in WRONG.items()
 
 def test_notebook_shape():
     """Answer and test cells as nbgrader needs them; saved without outputs."""
-    nb = load()
-    assert nb.metadata.kernelspec.name == "python3"
-    ids = [grade_id(c) for c in nb.cells if grade_id(c)]
-    assert len(ids) == len(set(ids)), "grade ids must be unique"
-    answers = [grade_id(c) for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
-    graded = [c for c in nb.cells if is_graded(c)]
-    assert answers == ANSWERS
-    assert [grade_id(c) for c in graded] == [f"test_{a}" for a in ANSWERS]
-    assert 15 <= sum(c.metadata.nbgrader.points for c in graded) <= 20
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if meta.get("solution"):
-            assert "### BEGIN SOLUTION" in cell.source and "### END SOLUTION" in cell.source
-        if meta.get("grade"):
-            assert meta["locked"] and not meta.get("solution")
-            assert "### BEGIN HIDDEN TESTS" in cell.source
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None, "commit the notebook without outputs"
+    check_shape(load(), ANSWERS, (15, 20))
 
 
 def naive_train(text: str, vocab_size: int) -> dict[tuple[int, int], int]:
@@ -496,17 +425,6 @@ def test_solution_passes_every_test_cell():
     everything_passes = {gid: None for a in ANSWERS for gid in (a, f"test_{a}")}
     assert run(nb) == everything_passes
     assert run(nb, hidden_only=True) == everything_passes, "hidden tests must stand alone"
-
-
-def released(nb, keep_hidden: bool):
-    """The student version: solutions replaced by stubs (and hidden tests removed unless kept)."""
-    from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
-
-    nb = copy.deepcopy(nb)
-    nb, _ = ClearSolutions().preprocess(nb, {})
-    if not keep_hidden:
-        nb, _ = ClearHiddenTests().preprocess(nb, {})
-    return nb
 
 
 @pytest.mark.parametrize("keep_hidden", [False, True], ids=["as-released", "as-autograded"])
@@ -577,10 +495,4 @@ def test_own_code_check_accepts_the_solution_and_plain_libraries():
 @pytest.mark.slow
 def test_solution_runs_in_a_kernel():
     """The most faithful check: the whole notebook in a Jupyter kernel, as nbgrader runs it."""
-    from nbclient import NotebookClient
-
-    nb = load()
-    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            assert not [o for o in cell.outputs if o.output_type == "error"], cell.source[:80]
+    run_in_kernel(NOTEBOOK)

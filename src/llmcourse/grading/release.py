@@ -25,7 +25,7 @@ from llmcourse.grading.course import (
     normalized_notebook_json,
     sqlite_url,
 )
-from llmcourse.grading.execution import copy_assignment_files
+from llmcourse.grading.execution import copy_assignment_files, ensure_tool_path
 
 
 def nbgrader_logger(name: str = "llmcourse.grading.nbgrader") -> logging.Logger:
@@ -65,6 +65,7 @@ def generate(
     from nbgrader.converters import GenerateAssignment
     from nbgrader.coursedir import CourseDirectory
 
+    ensure_tool_path()  # a new gradebook runs `alembic` from this environment
     assignments = list(assignments)
     if root is not None:
         root = Path(root).resolve()
