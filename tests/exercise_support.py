@@ -166,3 +166,10 @@ def check_stubs_fail(nb, answers: list[str], keep_hidden: bool, skip: tuple[str,
     assert set(results) == {f"test_{a}" for a in answers}
     passed = [gid for gid, error in results.items() if error is None]
     assert passed == [], f"a stub passes {passed}"
+
+
+def check_solution_passes(nb, answers: list[str], skip: tuple[str, ...] = ()) -> None:
+    """Every answer and test cell of the solution runs cleanly, also with only the hidden tests."""
+    everything_passes = {gid: None for a in answers for gid in (a, f"test_{a}")}
+    assert run(nb, skip=skip) == everything_passes
+    assert run(nb, hidden_only=True, skip=skip) == everything_passes, "hidden tests must stand alone"

@@ -20,14 +20,14 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from llmcourse.models.config import check_config
+from llmcourse.models.config import ModelConfig
 from llmcourse.nn.attention import padding_mask
 from llmcourse.nn.blocks import TransformerBlock, init_weights
 from llmcourse.nn.positional import LearnedPositions
 
 
 @dataclass(frozen=True)
-class BertConfig:
+class BertConfig(ModelConfig):
     vocab_size: int = 30_522  # BERT's uncased WordPiece vocabulary
     max_positions: int = 512  # learned positions: the longest input
     type_vocab_size: int = 2  # segments: sentence A and sentence B
@@ -39,13 +39,6 @@ class BertConfig:
     layer_norm_eps: float = 1e-12
     mlm_head: bool = True  # the masked-LM head used in pretraining
     fused: bool = True
-
-    def __post_init__(self):
-        check_config(self)
-
-    @property
-    def ff_width(self) -> int:
-        return self.d_ff if self.d_ff is not None else 4 * self.d_model
 
     @classmethod
     def tiny(cls, vocab_size: int = 512, **overrides) -> BertConfig:

@@ -33,3 +33,15 @@ def check_config(config) -> None:
             f"{name}: d_model={values['d_model']} must be divisible by n_head={values['n_head']} "
             f"(each head gets d_model / n_head features)"
         )
+
+
+class ModelConfig:
+    """What every model config dataclass shares: checks when made, and the feed-forward width."""
+
+    def __post_init__(self):
+        check_config(self)
+
+    @property
+    def ff_width(self) -> int:
+        """The feed-forward network's hidden width: ``d_ff``, or 4 * d_model when it is None."""
+        return self.d_ff if self.d_ff is not None else 4 * self.d_model

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from llmcourse.models.config import check_config
+from llmcourse.models.config import ModelConfig
 from llmcourse.nn.attention import KVCache
 from llmcourse.nn.blocks import TransformerBlock, init_weights
 from llmcourse.nn.positional import LearnedPositions, RotaryEmbedding, SinusoidalPositions
@@ -24,7 +24,7 @@ POSITIONS = ("learned", "sinusoidal", "rope")
 
 
 @dataclass(frozen=True)
-class GPTConfig:
+class GPTConfig(ModelConfig):
     vocab_size: int = 50_257  # GPT-2's byte-level BPE vocabulary
     block_size: int = 1_024  # context length: the most tokens the model sees at once
     n_layer: int = 12
@@ -38,13 +38,9 @@ class GPTConfig:
     fused: bool = True  # PyTorch's fused attention kernel when weights are not asked for
 
     def __post_init__(self):
-        check_config(self)
+        super().__post_init__()
         if self.positions not in POSITIONS:
             raise ValueError(f"GPTConfig.positions={self.positions!r}; choose one of {POSITIONS}")
-
-    @property
-    def ff_width(self) -> int:
-        return self.d_ff if self.d_ff is not None else 4 * self.d_model
 
     @classmethod
     def tiny(cls, vocab_size: int = 512, **overrides) -> GPTConfig:

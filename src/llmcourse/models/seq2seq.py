@@ -19,14 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from llmcourse.models.config import check_config
+from llmcourse.models.config import ModelConfig
 from llmcourse.nn.attention import KVCache, padding_mask
 from llmcourse.nn.blocks import TransformerBlock, init_weights
 from llmcourse.nn.positional import SinusoidalPositions
 
 
 @dataclass(frozen=True)
-class Seq2SeqConfig:
+class Seq2SeqConfig(ModelConfig):
     vocab_size: int = 32  # one vocabulary shared by source and target
     max_positions: int = 64
     n_encoder_layer: int = 2
@@ -37,13 +37,6 @@ class Seq2SeqConfig:
     dropout: float = 0.0
     norm_first: bool = True
     fused: bool = True
-
-    def __post_init__(self):
-        check_config(self)
-
-    @property
-    def ff_width(self) -> int:
-        return self.d_ff if self.d_ff is not None else 4 * self.d_model
 
     @classmethod
     def tiny(cls, vocab_size: int = 32, **overrides) -> Seq2SeqConfig:
