@@ -87,6 +87,15 @@ def test_token_text_cannot_end_the_script():
     assert "<!--" not in page
 
 
+def test_model_view_width_can_fit_a_book_column():
+    assert "const DIV_WIDTH = 970;" in model_view(random_attention(), TOKENS).data  # bertviz's own
+    page = model_view(random_attention(), TOKENS, width=680).data
+    assert "const DIV_WIDTH = 680;" in page and "DIV_WIDTH = 970" not in page
+    for bad in (299, 680.0, "680", True):
+        with pytest.raises(ValueError, match="at least 300"):
+            model_view(random_attention(), TOKENS, width=bad)
+
+
 @pytest.mark.parametrize(
     "attention",
     [

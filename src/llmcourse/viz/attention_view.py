@@ -135,13 +135,25 @@ def head_view(attention, tokens, **kwargs) -> HTML:
     return _offline_view(bertviz.head_view, attention, tokens, kwargs)
 
 
-def model_view(attention, tokens, **kwargs) -> HTML:
+_MODEL_VIEW_WIDTH = "const DIV_WIDTH = 970;"  # bertviz's fixed width of the model view, in pixels
+
+
+def model_view(attention, tokens, width: int | None = None, **kwargs) -> HTML:
     """bertviz's model view (every head of every layer), self-contained HTML that loads nothing.
 
     ``attention``: one ``(1, heads, T, T)`` tensor per layer; ``tokens``: ``T`` strings;
-    ``kwargs``: bertviz's ``sentence_b_start``, ``prettify_tokens``, ``display_mode``
-    (``"dark"`` or ``"light"``), ``include_layers``, ``include_heads``.
+    ``width``: the view's width in pixels (bertviz draws 970; a book page's column is
+    about 680), the thumbnails shrink to fit; ``kwargs``: bertviz's ``sentence_b_start``,
+    ``prettify_tokens``, ``display_mode`` (``"dark"`` or ``"light"``), ``include_layers``,
+    ``include_heads``.
 
     Introduced in: the Attention chapter.
     """
-    return _offline_view(bertviz.model_view, attention, tokens, kwargs)
+    view = _offline_view(bertviz.model_view, attention, tokens, kwargs)
+    if width is None:
+        return view
+    if not isinstance(width, int) or isinstance(width, bool) or width < 300:
+        raise ValueError(f"width must be a whole number of pixels, at least 300; got {width!r}")
+    if view.data.count(_MODEL_VIEW_WIDTH) != 1:
+        raise RuntimeError("bertviz's model view has no fixed width to change (this wrapper follows bertviz 1.4)")
+    return HTML(view.data.replace(_MODEL_VIEW_WIDTH, f"const DIV_WIDTH = {width};"))
