@@ -21,6 +21,7 @@ from exercise_support import (
     check_stubs_fail,
     check_wrong_solution,
     load,
+    run,
     run_in_kernel,
 )
 
@@ -179,6 +180,52 @@ WRONG.update({
 })
 
 WRONG = {name: (gid, textwrap.dedent(code)) for name, (gid, code) in WRONG.items()}
+
+
+# Correct solutions written in other styles: each must earn full marks, with the visible asserts too.
+RIGHT = {
+    "sinusoidal: float64 table": ("sinusoidal_encoding", """
+        def sinusoidal_encoding(n_positions, d_model):
+            pos = torch.arange(n_positions, dtype=torch.float64)[:, None]
+            i = torch.arange(d_model // 2, dtype=torch.float64)
+            angle = pos / torch.pow(10000.0, 2 * i / d_model)
+            pe = torch.empty(n_positions, d_model, dtype=torch.float64)
+            pe[:, ::2], pe[:, 1::2] = angle.sin(), angle.cos()
+            return pe
+    """),
+    "sinusoidal: cos as a shifted sine, float32": ("sinusoidal_encoding", """
+        def sinusoidal_encoding(n_positions, d_model):
+            j = torch.arange(d_model)
+            angle = torch.arange(n_positions)[:, None] / 10000 ** ((j - j % 2) / d_model)
+            return torch.sin(angle + (j % 2) * math.pi / 2)
+    """),
+    "attention: einsum, where and -1e9": ("scaled_dot_product_attention", """
+        def scaled_dot_product_attention(q, k, v, mask=None):
+            scores = torch.einsum("...qd,...kd->...qk", q, k) / q.shape[-1] ** 0.5
+            if mask is not None:
+                scores = torch.where(mask, scores, torch.tensor(-1e9))
+            weights = torch.nn.functional.softmax(scores, dim=-1)
+            return weights @ v, weights
+    """),
+    "attention: computed in float64": ("scaled_dot_product_attention", """
+        def scaled_dot_product_attention(q, k, v, mask=None):
+            q, k, v = q.double(), k.double(), v.double()
+            scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            weights = torch.softmax(scores, dim=-1)
+            return weights @ v, weights
+    """),
+}
+RIGHT = {name: (gid, textwrap.dedent(code)) for name, (gid, code) in RIGHT.items()}
+
+
+@pytest.mark.parametrize("name", list(RIGHT))
+def test_correct_alternatives_earn_full_marks(name):
+    answer_id, code = RIGHT[name]
+    for hidden_only in (False, True):
+        results = run(load(NOTEBOOK), replace={answer_id: code}, hidden_only=hidden_only, skip=SKIP)
+        assert results[f"test_{answer_id}"] is None, f"'{name}': {results[f'test_{answer_id}']}"
 
 
 def test_notebook_shape():

@@ -235,8 +235,7 @@ WRONG.update({
 })
 
 WRONG = {name: (gid, textwrap.dedent(code)) for name, (gid, code) in WRONG.items()}
-HELPER_BUGS = [name for name, (gid, _) in WRONG.items()
-               if gid in ("split_heads", "merge_heads") and "package" not in name]
+HELPER_BUGS = [name for name, (gid, _) in WRONG.items() if gid in ("split_heads", "merge_heads")]
 
 
 def test_notebook_shape():
@@ -268,13 +267,24 @@ def test_a_wrong_helper_costs_points_once(name):
         assert failed == [f"test_{answer_id}"], f"'{name}' fails {failed}"
 
 
-def test_a_wrong_attention_costs_points_once():
-    """TransformerBlock is graded with the course's multi-head attention."""
-    code = WRONG["mha: mask inverted"][1]
+@pytest.mark.parametrize("name", ["mha: mask inverted", "mha: a subclass of the package's module"])
+def test_a_wrong_attention_costs_points_once(name):
+    """TransformerBlock is graded, and checked for own code, with the course's multi-head attention."""
+    code = WRONG[name][1]
     for hidden_only in (False, True):
         results = graded(run(load(NOTEBOOK), replace={"multi_head_attention": code}, hidden_only=hidden_only))
         failed = sorted(gid for gid, error in results.items() if error is not None)
         assert failed == ["test_multi_head_attention"], failed
+
+
+def test_calling_split_heads_by_keyword_earns_full_marks():
+    """The course's stand-ins for the student's helpers take the same argument names."""
+    code = [c for c in load(NOTEBOOK).cells if c.metadata.get("nbgrader", {}).get("grade_id") == "multi_head_attention"]
+    source = code[0].source.replace("split_heads(self.query(x), self.n_heads)", "split_heads(self.query(x), n_heads=self.n_heads)")
+    assert "n_heads=self.n_heads" in source
+    for hidden_only in (False, True):
+        results = graded(run(load(NOTEBOOK), replace={"multi_head_attention": source}, hidden_only=hidden_only))
+        assert all(error is None for error in results.values()), results
 
 
 def test_the_references_agree():
