@@ -173,3 +173,11 @@ def check_solution_passes(nb, answers: list[str], skip: tuple[str, ...] = ()) ->
     everything_passes = {gid: None for a in answers for gid in (a, f"test_{a}")}
     assert run(nb, skip=skip) == everything_passes
     assert run(nb, hidden_only=True, skip=skip) == everything_passes, "hidden tests must stand alone"
+
+
+def check_costs_points_once(nb, answer_id: str, code: str, name: str, skip: tuple[str, ...] = ()) -> None:
+    """A wrong answer fails its own test cell and no other, with and without the visible asserts."""
+    for hidden_only in (False, True):
+        results = graded(run(nb, replace={answer_id: code}, hidden_only=hidden_only, skip=skip))
+        failed = sorted(gid for gid, error in results.items() if error is not None)
+        assert failed == [f"test_{answer_id}"], f"'{name}' fails {failed}"
