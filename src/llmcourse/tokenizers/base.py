@@ -66,8 +66,15 @@ class Tokenizer:
 
         Introduced in: the Tokenization chapter.
         """
+        Path(path).write_text(self.to_json(), encoding="utf-8")
+
+    def to_json(self) -> str:
+        """The text :meth:`save` writes: equal tokenizers give equal text (caches hash it).
+
+        Introduced in: the Pretraining chapter (the tokenized-corpus cache).
+        """
         header = {"format": FORMAT, "version": FORMAT_VERSION, "type": type(self).__name__}
-        Path(path).write_text(_to_json({**header, **self._state()}), encoding="utf-8")
+        return _to_json({**header, **self._state()})
 
     @classmethod
     def load(cls: type[T], path: str | Path) -> T:
@@ -78,14 +85,22 @@ class Tokenizer:
 
         Introduced in: the Tokenization chapter.
         """
-        state = json.loads(Path(path).read_text(encoding="utf-8"))
+        return cls.from_json(Path(path).read_text(encoding="utf-8"), source=str(path))
+
+    @classmethod
+    def from_json(cls: type[T], text: str, source: str = "the text") -> T:
+        """The tokenizer that :meth:`to_json` wrote as ``text`` (``source`` names it in errors).
+
+        Introduced in: the Pretraining chapter.
+        """
+        state = json.loads(text)
         if not isinstance(state, dict) or state.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a saved llmcourse tokenizer (no \"format\": {FORMAT!r})")
+            raise ValueError(f"{source} is not a saved llmcourse tokenizer (no \"format\": {FORMAT!r})")
         if state.get("version") != FORMAT_VERSION:
-            raise ValueError(f"{path} has format version {state.get('version')!r}; this code reads {FORMAT_VERSION}")
+            raise ValueError(f"{source} has format version {state.get('version')!r}; this code reads {FORMAT_VERSION}")
         kind = _subclasses().get(state.get("type"))
         if kind is None or not issubclass(kind, cls):
-            raise ValueError(f"{path} holds a {state.get('type')!r}, not a {cls.__name__}")
+            raise ValueError(f"{source} holds a {state.get('type')!r}, not a {cls.__name__}")
         return kind._from_state(state)
 
     def _state(self) -> dict[str, Any]:
