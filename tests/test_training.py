@@ -447,3 +447,18 @@ def test_compute_estimates():
     assert training_flops(124e6, 1e9) == pytest.approx(7.44e17)
     assert flops_per_token(100, 2, 8, 16) == 6 * 100 + 12 * 2 * 8 * 16
     assert mfu(1_000.0, 989e6) == pytest.approx(1e-3)
+
+
+def test_stream_loss_scores_every_token_once():
+    from llmcourse.training.objectives import stream_loss
+
+    model = tiny_gpt().eval()
+    data = stream(16 * 5 + 7)
+    expected = []
+    for start in range(0, len(data) - 1, 16):  # window by window, written out
+        x, y = data[start : start + 16], data[start + 1 : start + 17]
+        x = x[: len(y)]
+        log_probs = torch.log_softmax(model(x[None]).logits[0], dim=-1)
+        expected += (-log_probs[torch.arange(len(y)), y]).tolist()
+    assert len(expected) == len(data) - 1
+    assert stream_loss(model, data.numpy(), 16, batch_size=2) == pytest.approx(np.mean(expected), rel=1e-5)

@@ -13,6 +13,7 @@ Introduced in: the Transformer chapter.
 
 from llmcourse.models.bert import Bert, BertConfig, BertOutput, from_minilm, mean_pool
 from llmcourse.models.gpt import GPT, GPTConfig, GPTOutput
+from llmcourse.models.ngram import KneserNeyLM
 from llmcourse.models.seq2seq import Seq2Seq, Seq2SeqConfig, Seq2SeqOutput
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "BertOutput",
     "GPTConfig",
     "GPTOutput",
+    "KneserNeyLM",
     "Seq2Seq",
     "Seq2SeqConfig",
     "Seq2SeqOutput",

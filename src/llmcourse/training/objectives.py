@@ -22,6 +22,40 @@ from torch import Tensor, nn
 from llmcourse.training.batches import IGNORE_INDEX, causal_lm_batch, mlm_batch
 
 
+def next_token_loss(logits: Tensor, targets: Tensor) -> Tensor:
+    """Mean cross-entropy of (B, T, V) logits against (B, T) next-token targets (-100 = ignore).
+
+    Introduced in: the Pretraining chapter.
+    """
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
+
+
+@torch.no_grad()
+def stream_loss(model: nn.Module, tokens: np.ndarray | Tensor, block_size: int, batch_size: int = 32) -> float:
+    """Mean next-token loss of a causal LM over a whole token stream, cut into consecutive windows.
+
+    Every token after the first is predicted exactly once (from the tokens before it
+    in its window), so the result can be compared with an n-gram model's loss on
+    the same stream.
+
+    Introduced in: the Pretraining chapter.
+    """
+    ids = torch.as_tensor(np.asarray(tokens, dtype=np.int64))
+    device = next(model.parameters()).device
+    n_windows = (len(ids) - 1) // block_size
+    inputs = ids[: n_windows * block_size].view(n_windows, block_size)  # (N, T)
+    targets = ids[1 : n_windows * block_size + 1].view(n_windows, block_size)  # (N, T) shifted by one
+    batches = [(inputs[i : i + batch_size], targets[i : i + batch_size]) for i in range(0, n_windows, batch_size)]
+    tail = n_windows * block_size
+    if tail < len(ids) - 1:  # the tokens left over form one shorter window
+        batches.append((ids[tail:-1][None], ids[tail + 1 :][None]))
+    total = 0.0
+    for x, y in batches:
+        logits = model(x.to(device)).logits  # (B, T, V)
+        total += F.cross_entropy(logits.flatten(0, 1).float(), y.flatten().to(device), reduction="sum").item()
+    return total / (len(ids) - 1)
+
+
 def context_length(model: nn.Module) -> int:
     """The longest input ``model`` accepts (GPT's ``block_size``, BERT's ``max_positions``)."""
     config = getattr(model, "config", None)
@@ -45,8 +79,7 @@ class CausalLM:
         return causal_lm_batch(tokens, self.block_size, batch_size, generator)
 
     def loss(self, model: nn.Module, inputs: Tensor, targets: Tensor) -> Tensor:
-        logits = model(inputs).logits  # (B, T, V)
-        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
+        return next_token_loss(model(inputs).logits, targets)  # (B, T, V) logits
 
 
 @dataclass(frozen=True)
