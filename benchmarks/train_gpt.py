@@ -9,7 +9,7 @@ Each run goes through :class:`llmcourse.training.Trainer` exactly as training do
 (AdamW, clipping, a ``loss.item()`` per step), on random token ids, for ``--steps``
 measured steps after ``--warmup`` unmeasured ones (compilation happens there).
 
-- tokens/s: tokens of the measured steps over their wall time;
+- tokens/s: tokens per step over the median step time (the mean is printed too);
 - peak memory: on CUDA ``torch.cuda.max_memory_allocated``; on the CPU the peak
   resident set of the process (``ru_maxrss``), imports and data included;
 - MFU (CUDA only): achieved FLOP/s over the H100's dense bf16 peak of 989 TFLOP/s,
@@ -81,7 +81,8 @@ def main() -> None:
             times.append(time.perf_counter() - start)
 
     tokens_per_step = trainer.tokens_per_step
-    tokens_per_s = tokens_per_step * len(times) / sum(times)
+    median = float(np.median(times))  # robust to a step slowed by other work on the machine
+    tokens_per_s = tokens_per_step / median
     n_params = model.num_parameters()
     c = model_config
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
@@ -91,8 +92,9 @@ def main() -> None:
     print(f"batch             {train_config.batch_size} x {c.block_size} = {tokens_per_step:,} tokens per step"
           f"{', bf16 autocast' if device.type == 'cuda' else ', float32'}"
           f"{', torch.compile' if train_config.compile else ''}")
-    print(f"step time         {1e3 * float(np.median(times)):.1f} ms median over {len(times)} steps")
-    print(f"throughput        {tokens_per_s:,.0f} tokens/s")
+    print(f"step time         {1e3 * median:.1f} ms median over {len(times)} steps"
+          f" (mean {1e3 * float(np.mean(times)):.1f} ms)")
+    print(f"throughput        {tokens_per_s:,.0f} tokens/s (at the median step time)")
     if device.type == "cuda":
         print(f"peak memory       {torch.cuda.max_memory_allocated(device) / 2**20:,.0f} MiB (torch.cuda.max_memory_allocated)")
         fpt = flops_per_token(n_params, c.n_layer, c.d_model, c.block_size)

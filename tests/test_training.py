@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import signal
@@ -462,3 +463,49 @@ def test_stream_loss_scores_every_token_once():
         expected += (-log_probs[torch.arange(len(y)), y]).tolist()
     assert len(expected) == len(data) - 1
     assert stream_loss(model, data.numpy(), 16, batch_size=2) == pytest.approx(np.mean(expected), rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- presets
+
+
+def test_preset_key_follows_what_shapes_the_weights():
+    from llmcourse.training.presets import cpu_preset
+
+    preset = cpu_preset()
+    assert preset.key("gpt") == cpu_preset().key("gpt")
+    quiet = dataclasses.replace(preset, gpt_train=dataclasses.replace(preset.gpt_train, progress=True,
+                                                                       checkpoint_path="x.pt"))
+    assert quiet.key("gpt") == preset.key("gpt")
+    longer = dataclasses.replace(preset, gpt_train=dataclasses.replace(preset.gpt_train, max_steps=100))
+    assert longer.key("gpt") != preset.key("gpt")
+    assert longer.key("bert") == preset.key("bert")  # the GPT's settings do not touch the BERT run
+    assert dataclasses.replace(preset, d_model=64).key("bert") != preset.key("bert")
+
+
+@pytest.mark.slow
+def test_pretrained_trains_once_then_loads_from_the_cache(cache):
+    from llmcourse.training.presets import PretrainPreset, checkpoint_path, pretrained
+
+    settings = TrainConfig(max_steps=4, batch_size=2, warmup_steps=1, eval_interval=4, eval_batches=1,
+                           progress=False)
+    preset = PretrainPreset("test", vocab_size=258, tokenizer_documents=0, block_size=16, n_layer=1,
+                            n_head=2, d_model=32, gpt_train=settings, bert_train=settings)
+    model, history = pretrained(preset, "gpt")
+    assert history.step[-1] == 4 and checkpoint_path(preset, "gpt").is_file()
+    again, history_again = pretrained(preset, "gpt")
+    assert history_again.seconds == history.seconds  # loaded, not trained again
+    for a, b in zip(model.parameters(), again.parameters()):
+        assert torch.equal(a, b)
+    bert, _ = pretrained(preset, "bert")
+    assert type(bert).__name__ == "Bert" and not bert.training
+
+
+@pytest.mark.gpu
+def test_cuda_training_with_bf16_and_compile_lowers_the_loss():
+    data = stream()
+    model = tiny_gpt().cuda()
+    settings = config(max_steps=60, eval_interval=30, lr=1e-2, compile=True)
+    trainer = Trainer(model, CausalLM(16), data[:3_000], data[3_000:], settings)
+    history = trainer.fit()
+    assert history.val_loss[-1] < 0.6 * math.log(V)
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast: float32 master weights
