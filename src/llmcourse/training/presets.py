@@ -86,7 +86,7 @@ def gpu_preset() -> PretrainPreset:
     Introduced in: the Pretraining chapter.
     """
     gpt = TrainConfig(max_steps=4_000, batch_size=64, lr=1e-3, warmup_steps=200, eval_interval=250,
-                      eval_batches=32, progress=True)
+                      eval_batches=32, progress=False)
     return PretrainPreset("gpu", vocab_size=8_192, tokenizer_documents=10_000, block_size=256,
                           n_layer=6, n_head=6, d_model=384, gpt_train=gpt, bert_train=gpt)
 

@@ -3,6 +3,8 @@
 - ``show_tokens``, ``tokens_html``, ``token_pieces``, ``tokenizer_playground``:
   tokens in colour, and a playground to compare tokenizers (the Tokenization chapter).
 - ``head_view``, ``model_view``: bertviz's attention views, offline (the Attention chapter).
+- ``plot_next_token_distribution``, ``next_token_view``, ``sampling_panel``: how temperature,
+  top-k and top-p reshape a model's next-token distribution (the Generation chapter).
 """
 
 from llmcourse.viz.attention_view import head_view, model_view
@@ -24,4 +26,24 @@ __all__ = [
     "token_pieces",
     "tokenizer_playground",
     "tokens_html",
+]
+
+from llmcourse.viz.sampling import (  # noqa: E402  (the Generation chapter)
+    NextTokenView,
+    SamplingPanel,
+    next_token_html,
+    next_token_logits,
+    next_token_view,
+    plot_next_token_distribution,
+    sampling_panel,
+)
+
+__all__ += [
+    "NextTokenView",
+    "SamplingPanel",
+    "next_token_html",
+    "next_token_logits",
+    "next_token_view",
+    "plot_next_token_distribution",
+    "sampling_panel",
 ]
