@@ -509,3 +509,22 @@ def test_cuda_training_with_bf16_and_compile_lowers_the_loss():
     history = trainer.fit()
     assert history.val_loss[-1] < 0.6 * math.log(V)
     assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast: float32 master weights
+
+
+def test_loss_curves_draw_one_panel_per_run():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from llmcourse.training import History
+    from llmcourse.viz import plot_loss_curves
+
+    a = History(step=[1, 2, 3], train_loss=[3.0, 2.5, 2.0], eval_step=[3], val_loss=[2.1])
+    b = History(step=[1, 2], train_loss=[4.0, 3.0], eval_step=[1, 2], val_loss=[3.5, 3.2])
+    fig = plot_loss_curves({"a": a, "b": b}, vocab_size=64)
+    left, right = fig.axes
+    assert [ax.get_title() for ax in fig.axes] == ["a", "b"]
+    assert list(left.lines[0].get_ydata()) == [3.0, 2.5, 2.0]
+    assert list(right.lines[1].get_xdata()) == [1, 2] and list(right.lines[1].get_ydata()) == [3.5, 3.2]
+    assert left.lines[2].get_ydata()[0] == pytest.approx(math.log(64))
+    with pytest.raises(ValueError, match="at least one history"):
+        plot_loss_curves({})

@@ -3,32 +3,13 @@
 - ``show_tokens``, ``tokens_html``, ``token_pieces``, ``tokenizer_playground``:
   tokens in colour, and a playground to compare tokenizers (the Tokenization chapter).
 - ``head_view``, ``model_view``: bertviz's attention views, offline (the Attention chapter).
+- ``plot_loss_curves``: training and validation loss per step (the Pretraining chapter).
 - ``plot_next_token_distribution``, ``next_token_view``, ``sampling_panel``: how temperature,
   top-k and top-p reshape a model's next-token distribution (the Generation chapter).
 """
 
 from llmcourse.viz.attention_view import head_view, model_view
-from llmcourse.viz.tokens import (
-    TokenizerPlayground,
-    TokenPiece,
-    show_tokens,
-    token_pieces,
-    tokenizer_playground,
-    tokens_html,
-)
-
-__all__ = [
-    "TokenPiece",
-    "TokenizerPlayground",
-    "head_view",
-    "model_view",
-    "show_tokens",
-    "token_pieces",
-    "tokenizer_playground",
-    "tokens_html",
-]
-
-from llmcourse.viz.sampling import (  # noqa: E402  (the Generation chapter)
+from llmcourse.viz.sampling import (
     NextTokenView,
     SamplingPanel,
     next_token_html,
@@ -37,13 +18,31 @@ from llmcourse.viz.sampling import (  # noqa: E402  (the Generation chapter)
     plot_next_token_distribution,
     sampling_panel,
 )
+from llmcourse.viz.tokens import (
+    TokenizerPlayground,
+    TokenPiece,
+    show_tokens,
+    token_pieces,
+    tokenizer_playground,
+    tokens_html,
+)
+from llmcourse.viz.training import plot_loss_curves
 
-__all__ += [
+__all__ = [
     "NextTokenView",
     "SamplingPanel",
+    "TokenPiece",
+    "TokenizerPlayground",
+    "head_view",
+    "model_view",
     "next_token_html",
     "next_token_logits",
     "next_token_view",
+    "plot_loss_curves",
     "plot_next_token_distribution",
     "sampling_panel",
+    "show_tokens",
+    "token_pieces",
+    "tokenizer_playground",
+    "tokens_html",
 ]
