@@ -29,7 +29,7 @@ import time
 import numpy as np
 import torch
 
-from llmcourse.analysis.compute import H100_BF16_PEAK, flops_per_token, mfu
+from llmcourse.analysis.compute import H100_BF16_PEAK, mfu
 from llmcourse.models import GPT, GPTConfig
 from llmcourse.training import CausalLM, TrainConfig, Trainer
 from llmcourse.training.presets import cpu_preset
@@ -97,7 +97,7 @@ def main() -> None:
     print(f"throughput        {tokens_per_s:,.0f} tokens/s (at the median step time)")
     if device.type == "cuda":
         print(f"peak memory       {torch.cuda.max_memory_allocated(device) / 2**20:,.0f} MiB (torch.cuda.max_memory_allocated)")
-        fpt = flops_per_token(n_params, c.n_layer, c.d_model, c.block_size)
+        fpt = trainer.flops_per_token()
         print(f"MFU               {mfu(tokens_per_s, fpt, H100_BF16_PEAK):.1%} of 989 TFLOP/s"
               f" ({tokens_per_s * fpt / 1e12:.0f} TFLOP/s achieved)")
     else:

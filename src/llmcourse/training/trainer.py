@@ -165,10 +165,6 @@ class Trainer:
         return model
 
     @property
-    def micro_batches(self) -> int:
-        return self.config.grad_accum
-
-    @property
     def tokens_per_step(self) -> int:
         """Tokens in one update, over all processes."""
         c = self.config
