@@ -19,12 +19,16 @@ book: setup
 	$(VENV)/bin/jupyter-book build . $(BOOK_FLAGS)
 	@echo "Open _build/html/index.html"
 
+# -n auto: one pytest-xdist worker per core; --dist loadgroup keeps the tests that share the
+# book build (or an autograded batch) on one worker (see tests/conftest.py)
+PYTEST := $(PY) -m pytest -n auto --dist loadgroup
+
 test: setup
 	bash scripts/ensure_chromium.sh
-	$(PY) -m pytest
+	$(PYTEST)
 
 test-fast: setup
-	$(PY) -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 release: setup
 	$(VENV)/bin/llmcourse release

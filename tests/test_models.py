@@ -81,8 +81,15 @@ def test_gpt_rejects_more_tokens_than_its_context():
         model(torch.zeros(1, 9, dtype=torch.long))
 
 
-def test_gpt_learns_a_tiny_sequence():
-    torch.manual_seed(0)
+# Tests that train and assert what was learned run over several seeds: each must pass
+# for every one with a margin, whatever the CPU's floating-point path.
+SEEDS = range(5)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_gpt_learns_a_tiny_sequence(seed):
+    # measured: the loss ends at 0.8-1.2% of its first value over seeds 0-5
+    torch.manual_seed(seed)
     model = GPT(GPTConfig.tiny(vocab_size=16, block_size=16, d_model=32, n_head=2))
     data = torch.arange(16).repeat(4, 1)  # four copies of 0, 1, ..., 15
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
@@ -191,11 +198,14 @@ def test_seq2seq_shapes_and_cached_generation():
     assert torch.equal(generated, prefix)
 
 
-def test_seq2seq_learns_to_reverse():
-    torch.manual_seed(0)
+@pytest.mark.parametrize("seed", SEEDS)
+def test_seq2seq_learns_to_reverse(seed):
+    # measured: 100 steps gave 0.87-1.0 over seeds 0-5 here (0.67 on another CPU);
+    # 200 steps give 1.0 for each of seeds 0-5
+    torch.manual_seed(seed)
     model = Seq2Seq(Seq2SeqConfig.tiny(vocab_size=10))
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(100):
+    for _ in range(200):
         src = torch.randint(3, 10, (64, 4))
         target = src.flip(1)
         tgt_in = torch.cat([torch.ones(64, 1, dtype=torch.long), target[:, :-1]], 1)  # BOS = 1
@@ -204,7 +214,7 @@ def test_seq2seq_learns_to_reverse():
         loss.backward()
         opt.step()
     model.eval()
-    src = torch.randint(3, 10, (100, 4))
+    src = torch.randint(3, 10, (200, 4), generator=torch.Generator().manual_seed(1234))
     accuracy = (model.generate(src, 4, bos_id=1)[:, 1:] == src.flip(1)).all(1).float().mean()
     assert accuracy > 0.9
 

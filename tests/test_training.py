@@ -180,23 +180,33 @@ def test_weight_decay_applies_to_matrices_only():
 # ----------------------------------------------------------------------------- the trainer
 
 
-def test_training_lowers_the_loss():
-    data = stream()
-    trainer = Trainer(tiny_gpt(), CausalLM(16), data[:3_000], data[3_000:], config(max_steps=60, eval_interval=30, lr=1e-2))
+# Tests that train and assert what was learned run over several seeds, each with a margin.
+SEEDS = range(5)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_training_lowers_the_loss(seed):
+    # Untrained (and unigram) models score ln V; the stream's own noise floor is about 0.18 ln V.
+    # Measured over seeds 0-5: 0.25-0.48 ln V after 120 steps (60 steps reached 0.50 for seed 4).
+    data = stream(seed=seed)
+    trainer = Trainer(tiny_gpt(seed), CausalLM(16), data[:3_000], data[3_000:],
+                      config(max_steps=120, eval_interval=60, lr=1e-2, seed=seed))
     history = trainer.fit()
-    assert history.step == list(range(1, 61))
-    assert history.eval_step == [30, 60]
-    assert history.val_loss[-1] < 0.5 * math.log(V)
-    assert history.tokens[-1] == 60 * 4 * 16
+    assert history.step == list(range(1, 121))
+    assert history.eval_step == [60, 120]
+    assert history.val_loss[-1] < 0.65 * math.log(V)
+    assert history.tokens[-1] == 120 * 4 * 16
     assert history.lr[-1] == pytest.approx(1e-3)
 
 
-def test_masked_lm_trains_a_bert():
-    torch.manual_seed(0)
+@pytest.mark.parametrize("seed", SEEDS)
+def test_masked_lm_trains_a_bert(seed):
+    # measured over seeds 0-5: 0.52-0.62 ln V after 400 steps (200 steps reached 0.83 for seed 3)
+    torch.manual_seed(seed)
     bert = Bert(BertConfig.tiny(vocab_size=V, max_positions=16, n_layer=1, n_head=2, d_model=32, dropout=0.0))
-    data = stream() % (V - 1) + 1  # id 0 is left for the mask
+    data = stream(seed=seed) % (V - 1) + 1  # id 0 is left for the mask
     objective = MaskedLM(16, mask_id=0, vocab_size=V)
-    settings = config(max_steps=200, eval_interval=100, lr=1e-2, batch_size=32)
+    settings = config(max_steps=400, eval_interval=200, lr=1e-2, batch_size=32, seed=seed)
     history = Trainer(bert, objective, data[:3_000], data[3_000:], settings).fit()
     assert history.val_loss[-1] < 0.85 * math.log(V)  # 15% of the positions teach it: slower than GPT
 

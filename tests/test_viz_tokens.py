@@ -128,7 +128,19 @@ def test_playground_counts_every_tokenizer_and_has_a_static_fallback():
     assert re.search(r"bytes</td><td[^>]*>3<", pg.output.value)
     bundle = pg._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
-    assert bundle["text/html"] == pg.output.value
+    assert bundle["text/html"].endswith(pg.output.value)
+    assert "running kernel" in bundle["text/html"]  # the static fallback says it is static
+
+
+def test_playground_says_it_needs_a_running_kernel():
+    toks = {"chars": CharTokenizer()}
+    pg = tokenizer_playground(toks, "ab")
+    assert pg.children[0] is pg.note and "running kernel" in pg.note.value
+    custom = tokenizer_playground(toks, "ab", note="Run the notebook <to> play.")
+    assert "&lt;to&gt;" in custom.note.value  # escaped like every other text
+    silent = tokenizer_playground(toks, "ab", note=None)
+    assert silent.children[0] is silent.choice and silent.note.value == ""
+    assert len(silent.children) == 3
 
 
 def test_playground_needs_a_tokenizer():

@@ -48,12 +48,12 @@ class BertConfig(ModelConfig):
 
     @classmethod
     def base(cls, **overrides) -> BertConfig:
-        """BERT-base: L=12, H=768, A=12 (the lectures' "110M")."""
+        """BERT-base: L=12, H=768, A=12 (Devlin et al. 2019 report "110M")."""
         return cls(**overrides)
 
     @classmethod
     def large(cls, **overrides) -> BertConfig:
-        """BERT-large: L=24, H=1024, A=16 (the lectures' "340M")."""
+        """BERT-large: L=24, H=1024, A=16 (Devlin et al. 2019 report "340M")."""
         return cls(**{"n_layer": 24, "n_head": 16, "d_model": 1_024} | overrides)
 
     @classmethod

@@ -54,7 +54,7 @@ class GPTConfig(ModelConfig):
 
     @classmethod
     def gpt3(cls, **overrides) -> GPTConfig:
-        """GPT-3 175B as in the lecture table: 96 layers, 96 heads, width 12,288, context 2,048."""
+        """GPT-3 175B (Brown et al. 2020, Table 2.1): 96 layers, 96 heads, width 12,288, context 2,048."""
         values = {"vocab_size": 50_257, "block_size": 2_048, "n_layer": 96, "n_head": 96, "d_model": 12_288}
         return cls(**values | overrides)
 

@@ -1,4 +1,4 @@
-"""The training loop: the lectures' seven steps, made fast, safe and resumable.
+"""The training loop: seven steps, made fast, safe and resumable.
 
 1. data preparation      the token stream and an objective's batches (corpus.py, objectives.py)
 2. model initialisation  the model's own ``init_weights``; :class:`Trainer` adds the optimizer

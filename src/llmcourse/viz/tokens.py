@@ -5,7 +5,8 @@
   per token, the id in each span's hover title, then the count and the list of ids.
 - ``show_tokens(tokenizer, text)``: the same, ready to display in a notebook.
 - ``tokenizer_playground(tokenizers)``: a small widget: type text, pick a tokenizer,
-  see the tokens, their ids and how many tokens each tokenizer needs.
+  see the tokens, their ids and how many tokens each tokenizer needs. A note above it
+  says that reacting needs a running kernel (a saved page shows the starting text).
 
 Any of the course's tokenizers works: byte-level BPE (pieces come from
 ``token_bytes``, so a token holding only part of a multi-byte UTF-8 character is
@@ -38,6 +39,12 @@ PALETTE = (
 )
 
 DEFAULT_TEXT = "Tokenizers don't read words: they read pieces of words, numbers like 2024, and 🍿."
+
+# Shown above the widget: on a saved page (the built book) nothing reacts to typing.
+LIVE_NOTE = (
+    "Needs a running kernel to react: in a live notebook the tokens follow your typing and "
+    "the menu; on a saved page they show the starting text, tokenized when the page was built."
+)
 
 
 @dataclass(frozen=True)
@@ -176,17 +183,26 @@ def playground_html(tokenizers: Mapping[str, Any], name: str, text: str) -> str:
     return body + _counts_html(tokenizers, text, name)
 
 
+def note_html(note: str) -> str:
+    """The playground's note (by default, that it needs a running kernel) as an HTML string."""
+    return f'<div class="llmcourse-live-note" style="font-size:0.85em;opacity:0.8">{html.escape(note)}</div>'
+
+
 class TokenizerPlayground(widgets.VBox):
     """A text box, a tokenizer menu and the coloured tokens, ids and counts, updated as you type.
 
     Build it with ``tokenizer_playground``. Introduced in: the Tokenization chapter.
     """
 
-    def __init__(self, tokenizers: Mapping[str, Any], text: str = DEFAULT_TEXT, rows: int = 3):
+    def __init__(
+        self, tokenizers: Mapping[str, Any], text: str = DEFAULT_TEXT, rows: int = 3, note: str | None = LIVE_NOTE
+    ):
         if not tokenizers:
             raise ValueError("tokenizer_playground needs at least one tokenizer")
         self.tokenizers = dict(tokenizers)
         names = list(self.tokenizers)
+        # Says, where the widget is drawn, that reacting needs a running kernel.
+        self.note = widgets.HTML(value=note_html(note) if note else "")
         self.text = widgets.Textarea(
             value=text, rows=rows, description="Text", continuous_update=True,
             layout=widgets.Layout(width="95%"),
@@ -196,7 +212,8 @@ class TokenizerPlayground(widgets.VBox):
         self.output = widgets.HTML(value=playground_html(self.tokenizers, names[0], text))
         self.text.observe(self._refresh, names="value")
         self.choice.observe(self._refresh, names="value")
-        super().__init__([self.choice, self.text, self.output])
+        children = [self.choice, self.text, self.output]
+        super().__init__([self.note, *children] if note else children)
 
     def _refresh(self, _change: Any = None) -> None:
         self.output.value = playground_html(self.tokenizers, self.choice.value, self.text.value)
@@ -205,12 +222,12 @@ class TokenizerPlayground(widgets.VBox):
         # Viewers without widget support fall back to the static HTML.
         bundle = super()._repr_mimebundle_(**kwargs)
         if isinstance(bundle, dict):
-            bundle.setdefault("text/html", self.output.value)
+            bundle.setdefault("text/html", self.note.value + self.output.value)
         return bundle
 
 
 def tokenizer_playground(
-    tokenizers: Mapping[str, Any], text: str = DEFAULT_TEXT, *, rows: int = 3
+    tokenizers: Mapping[str, Any], text: str = DEFAULT_TEXT, *, rows: int = 3, note: str | None = LIVE_NOTE
 ) -> TokenizerPlayground:
     """A widget to compare tokenizers on your own text.
 
@@ -219,8 +236,9 @@ def tokenizer_playground(
     panel with the chosen tokenizer's coloured tokens, their ids and the number
     of tokens every tokenizer in the menu needs. The panel updates on every
     change; it is filled in at creation, so a saved page shows ``text`` already
-    tokenized even without a running kernel.
+    tokenized even without a running kernel. Above it, ``note`` (``None`` for
+    none) says by default that reacting needs a running kernel.
 
     Introduced in: the Tokenization chapter.
     """
-    return TokenizerPlayground(tokenizers, text, rows)
+    return TokenizerPlayground(tokenizers, text, rows, note)
