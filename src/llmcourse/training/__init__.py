@@ -7,6 +7,8 @@
 - ``trainer``      ``TrainConfig`` and ``Trainer``: the loop, evaluation, checkpoints
 - ``checkpoint``   atomic checkpoint files
 - ``distributed``  torchrun and DistributedDataParallel
+- ``presets``      ready-made CPU and GPU pretraining recipes
+- ``course``       the course GPT: trained once by ``python -m llmcourse.training.course``, committed in ``llmcourse/weights/``
 
 Introduced in: the Pretraining chapter.
 """
