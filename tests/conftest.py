@@ -17,10 +17,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-# Under xdist, share the cores among the workers instead of oversubscribing them.
+# Under xdist, share the cores among the workers instead of oversubscribing them: an OpenMP
+# team on a core that another worker keeps busy waits for its slowest thread at every step.
+# The environment variable reaches the subprocesses too (the book's kernels, nbgrader's).
 _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _workers > 1:
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // _workers))
+    _threads = max(1, (os.cpu_count() or 1) // _workers)
+    os.environ["OMP_NUM_THREADS"] = str(_threads)
+    torch.set_num_threads(_threads)
 
 # expensive module fixtures -> the xdist group of every test that uses them, longest first
 SHARED_FIXTURES = ("book_build", "batch", "scratch_build")

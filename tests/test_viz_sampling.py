@@ -146,7 +146,18 @@ def test_panel_renders_at_creation_with_an_html_fallback(model, tokenizer):
     assert 'class="llmcourse-sample"' in panel.output.value
     bundle = panel._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
-    assert bundle["text/html"] == panel.output.value
+    assert bundle["text/html"].endswith(panel.output.value)
+    assert "running kernel" in bundle["text/html"]  # the static fallback says it is static
+
+
+def test_panel_says_it_needs_a_running_kernel(model, tokenizer):
+    panel = sampling_panel(model, tokenizer, PROMPT, n=5, sample_tokens=2)
+    assert panel.children[0] is panel.note and "running kernel" in panel.note.value
+    custom = sampling_panel(model, tokenizer, PROMPT, n=5, sample_tokens=2, note="Run the notebook <to> play.")
+    assert "&lt;to&gt;" in custom.note.value  # escaped like every other text
+    silent = sampling_panel(model, tokenizer, PROMPT, n=5, sample_tokens=2, note=None)
+    assert silent.children[0] is silent.prompt and silent.note.value == ""
+    assert len(silent.children) == 6
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,9 @@
 - ``plot_next_token_distribution(logits, tokenizer, ...)``: that view as a matplotlib bar chart.
 - ``next_token_html(view)``: the same view as an HTML bar chart (no image, no JavaScript).
 - ``sampling_panel(model, tokenizer, prompt)``: a widget with a prompt box and sliders for
-  temperature, top-k and top-p that redraws the distribution and a sampled continuation.
+  temperature, top-k and top-p that redraws the distribution and a sampled continuation;
+  a note drawn with it says that reacting needs a running kernel (a saved page shows the
+  starting settings).
 
 Every probability shown comes from :func:`llmcourse.generation.next_token_probs`, and every
 sample from :func:`llmcourse.generation.generate`.
@@ -35,6 +37,13 @@ from llmcourse.generation import generate, next_token_probs
 BEFORE_COLOUR = "#9ca3af"  # grey: the model's own distribution
 AFTER_COLOUR = "#2563eb"  # blue: the distribution the next token is drawn from
 REMOVED_COLOUR = "#b91c1c"  # dark red: the label of a token the filters removed
+
+# Shown above the panel: on a saved page (the built book) nothing reacts to the sliders.
+LIVE_NOTE = (
+    "Needs a running kernel to react: in a live notebook the chart and the sample follow the "
+    "prompt box, the sliders and the button; on a saved page they show the starting settings, "
+    "computed when the page was built."
+)
 
 
 # ----------------------------------------------------------------------------- token text
@@ -297,6 +306,11 @@ def next_token_html(view: NextTokenView, sample: str | None = None, prompt: str 
 # ----------------------------------------------------------------------------- widget
 
 
+def note_html(note: str) -> str:
+    """The panel's note (by default, that it needs a running kernel) as an HTML string."""
+    return f'<div class="llmcourse-live-note" style="font-size:0.85em;opacity:0.8">{html.escape(note)}</div>'
+
+
 class SamplingPanel(widgets.VBox):
     """A prompt box and sliders for temperature, top-k and top-p over a model's next-token distribution.
 
@@ -317,8 +331,11 @@ class SamplingPanel(widgets.VBox):
         sample_tokens: int = 60,
         seed: int = 0,
         max_top_k: int = 100,
+        note: str | None = LIVE_NOTE,
     ):
         self.model, self.tokenizer = model, tokenizer
+        # Says, where the panel is drawn, that reacting needs a running kernel.
+        self.note = widgets.HTML(value=note_html(note) if note else "")
         self.n, self.sample_tokens, self.seed = n, sample_tokens, seed
         style = {"description_width": "7em"}
         wide = widgets.Layout(width="32em")
@@ -340,7 +357,8 @@ class SamplingPanel(widgets.VBox):
         for control in (self.prompt, self.temperature, self.top_k, self.top_p):
             control.observe(self._refresh, names="value")
         self.resample.on_click(self._next_seed)
-        super().__init__([self.prompt, self.temperature, self.top_k, self.top_p, self.resample, self.output])
+        children = [self.prompt, self.temperature, self.top_k, self.top_p, self.resample, self.output]
+        super().__init__([self.note, *children] if note else children)
 
     def settings(self) -> dict[str, Any]:
         """The sliders as keyword arguments of :func:`next_token_probs` and :func:`generate`."""
@@ -386,7 +404,7 @@ class SamplingPanel(widgets.VBox):
         # Viewers without widget support fall back to the static HTML.
         bundle = super()._repr_mimebundle_(**kwargs)
         if isinstance(bundle, dict):
-            bundle.setdefault("text/html", self.output.value)
+            bundle.setdefault("text/html", self.note.value + self.output.value)
         return bundle
 
 
@@ -401,6 +419,7 @@ def sampling_panel(
     n: int = 20,
     sample_tokens: int = 60,
     seed: int = 0,
+    note: str | None = LIVE_NOTE,
 ) -> SamplingPanel:
     """A widget to explore decoding settings on ``model``'s next-token distribution after ``prompt``.
 
@@ -410,8 +429,10 @@ def sampling_panel(
     tokens can still be drawn, and a continuation of ``sample_tokens`` tokens sampled
     with those settings (seeded; the button draws another). It is filled in at
     creation, so a saved page shows the starting settings without a running kernel.
+    Above it, ``note`` (``None`` for none) says by default that reacting needs a
+    running kernel.
 
     Introduced in: the Generation chapter.
     """
     return SamplingPanel(model, tokenizer, prompt, temperature=temperature, top_k=top_k, top_p=top_p,
-                         n=n, sample_tokens=sample_tokens, seed=seed)
+                         n=n, sample_tokens=sample_tokens, seed=seed, note=note)
