@@ -40,6 +40,7 @@ def _group(item) -> str | None:
     return None
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's loadgroup hook reads the xdist_group markers
 def pytest_collection_modifyitems(config, items):
     rank = {}
     for item in items:

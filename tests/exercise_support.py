@@ -1,10 +1,15 @@
 """Running an exercise notebook's cells in this process, for the tests of its grading.
 
-The tests of every exercise (tests/test_exercise_*.py) ask the same questions: does the
-solution pass every graded test cell, do the released stubs fail them all, and does
-each plausible wrong solution fail its own cell through the hidden tests alone? To ask
-them dozens of times within seconds, the code cells run here, in one fresh namespace per
-run: what a Jupyter kernel does with them, minus the kernel start-up.
+Every exercise is asked the same questions, by one harness (tests/test_exercises.py):
+does the solution pass every graded test cell, do the released stubs fail them all,
+does each plausible wrong solution fail its own cell through the hidden tests alone
+and cost no other cell's points, do correct solutions in other styles earn full marks?
+Each exercise's own file (tests/test_exercise_*.py) only declares its data, an
+:class:`Exercise`, plus the tests that are truly its own.
+
+To ask those questions hundreds of times within a minute, the code cells run here, in
+one fresh namespace per run: what a Jupyter kernel does with them, minus the kernel
+start-up.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ import contextlib
 import copy
 import io
 import re
+import textwrap
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
@@ -24,6 +31,72 @@ HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.DOT
 
 def load(path: Path) -> nbformat.NotebookNode:
     return nbformat.read(path, as_version=4)
+
+
+def dedented(variants: dict[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    """{name: (answer cell, code)} with each code block dedented, as the harness runs it."""
+    return {name: (gid, textwrap.dedent(code)) for name, (gid, code) in variants.items()}
+
+
+def from_template(answer_id: str, template: str, right: dict[str, str],
+                  bugs: dict[str, dict[str, str] | str], field: str = "body") -> dict[str, tuple[str, str]]:
+    """Wrong solutions that differ from a right one in a few places: ``template`` filled with
+    ``right``, then with each bug's fields (a bare string fills ``field``)."""
+    return {name: (answer_id, template.format(**{**right, **(bug if isinstance(bug, dict) else {field: bug})}))
+            for name, bug in bugs.items()}
+
+
+@dataclass
+class Exercise:
+    """One exercise as the shared harness sees it: its notebook and its data.
+
+    ``wrong`` holds plausible wrong solutions, ``{name: (answer cell, code)}``: each must
+    fail its own test cell through the hidden tests alone. ``alternatives`` holds correct
+    solutions in other styles: each must earn full marks. ``costs_once`` names the wrong
+    solutions that must fail their own test cell and no other (helpers that later cells
+    call); ``costs_once_base`` swaps answer cells first for those checks (a later answer
+    written on top of the helper, say). ``skip`` leaves out ungraded cells whose source
+    holds one of these strings (plots, a training run), ``points`` bounds the total.
+    """
+
+    folder: str
+    notebook: str
+    answers: list[str]
+    points: tuple[int, int]
+    wrong: dict[str, tuple[str, str]]
+    alternatives: dict[str, tuple[str, str]] = field(default_factory=dict)
+    costs_once: list[str] = field(default_factory=list)
+    costs_once_base: dict[str, str] = field(default_factory=dict)
+    skip: tuple[str, ...] = ()
+    chapters: tuple[int, ...] = ()  # chapters the first cell names besides the folder's own
+
+    def __post_init__(self):
+        self.wrong = dedented(self.wrong)
+        self.alternatives = dedented(self.alternatives)
+        for name in self.costs_once:
+            assert name in self.wrong, f"costs_once names an unknown wrong solution: {name}"
+        for name, (gid, _) in [*self.wrong.items(), *self.alternatives.items()]:
+            assert gid in self.answers, f"{name}: no answer cell {gid}"
+
+    @property
+    def key(self) -> str:
+        return self.folder.split("_", 1)[1]
+
+    @property
+    def chapter(self) -> int:
+        """The book's chapter: the folder's number."""
+        return int(self.folder.split("_", 1)[0])
+
+    @property
+    def path(self) -> Path:
+        return ROOT / "solutions" / self.folder / f"{self.notebook}.ipynb"
+
+    @property
+    def released_path(self) -> Path:
+        return ROOT / "exercises" / self.folder / f"{self.notebook}.ipynb"
+
+    def load(self) -> nbformat.NotebookNode:
+        return load(self.path)
 
 
 def grade_id(cell) -> str | None:
@@ -50,7 +123,8 @@ def run(nb, *, replace: dict[str, str] | None = None, hidden_only: bool = False,
     """Run the notebook's code cells in order; return {cell grade id: error text or None}.
 
     The result holds the graded test cells and the answer cells (an answer cell that
-    raises, such as one with a syntax error, would fail the tests for the wrong reason).
+    raises, such as one with a syntax error, would fail the tests for the wrong reason),
+    and, under "ungraded cell <index>", every other cell that raised.
 
     ``replace`` swaps the source of answer cells (by grade id); ``hidden_only`` keeps
     only the hidden part of each graded test cell; ``skip`` leaves out ungraded cells
@@ -73,7 +147,7 @@ def run(nb, *, replace: dict[str, str] | None = None, hidden_only: bool = False,
 
 
 def _run_cells(nb, namespace, results, replace, hidden_only, skip, stop_after) -> None:
-    for cell in nb.cells:
+    for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
         gid = grade_id(cell)
@@ -91,6 +165,8 @@ def _run_cells(nb, namespace, results, replace, hidden_only, skip, stop_after) -
             error = f"{type(err).__name__}: {err}"[:300]
         if gid is not None:
             results[gid] = error
+        elif error is not None:  # an ungraded cell that fails: a test cell may have clobbered a name it uses
+            results[f"ungraded cell {index}"] = error
         if stop_after is not None and gid == stop_after:
             return
 
@@ -103,8 +179,11 @@ def released(nb, keep_hidden: bool):
     """The student version: solutions replaced by stubs (and hidden tests removed unless kept)."""
     from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
 
+    from llmcourse.grading.course import Course
+
+    stubs = Course.load(ROOT).config().ClearSolutions  # the course's stubs, as `llmcourse release` writes them
     nb = copy.deepcopy(nb)
-    nb, _ = ClearSolutions().preprocess(nb, {})
+    nb, _ = ClearSolutions(code_stub=stubs.code_stub, text_stub=stubs.text_stub).preprocess(nb, {})
     if not keep_hidden:
         nb, _ = ClearHiddenTests().preprocess(nb, {})
     return nb
@@ -175,9 +254,21 @@ def check_solution_passes(nb, answers: list[str], skip: tuple[str, ...] = ()) ->
     assert run(nb, hidden_only=True, skip=skip) == everything_passes, "hidden tests must stand alone"
 
 
-def check_costs_points_once(nb, answer_id: str, code: str, name: str, skip: tuple[str, ...] = ()) -> None:
-    """A wrong answer fails its own test cell and no other, with and without the visible asserts."""
+def check_costs_points_once(nb, answer_id: str, code: str, name: str, skip: tuple[str, ...] = (),
+                            base: dict[str, str] | None = None) -> None:
+    """A wrong answer fails its own test cell and no other, with and without the visible asserts.
+
+    ``base`` swaps other answer cells first (correct answers written another way)."""
     for hidden_only in (False, True):
-        results = graded(run(nb, replace={answer_id: code}, hidden_only=hidden_only, skip=skip))
+        results = graded(run(nb, replace={**(base or {}), answer_id: code}, hidden_only=hidden_only, skip=skip))
         failed = sorted(gid for gid, error in results.items() if error is not None)
         assert failed == [f"test_{answer_id}"], f"'{name}' fails {failed}"
+
+
+def check_alternative(nb, answer_id: str, code: str, name: str, skip: tuple[str, ...] = ()) -> None:
+    """A correct answer written another way runs and earns every point, with and without the visible asserts."""
+    for hidden_only in (False, True):
+        results = run(nb, replace={answer_id: code}, hidden_only=hidden_only, skip=skip)
+        assert results[answer_id] is None, f"'{name}' does not run: {results[answer_id]}"
+        failed = {gid: error for gid, error in graded(results).items() if error is not None}
+        assert failed == {}, f"'{name}' loses points: {failed}"

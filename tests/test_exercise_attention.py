@@ -1,31 +1,13 @@
-"""The attention exercise, solutions/02_attention/attention.ipynb: do its graded tests grade well?
+"""The attention exercise, solutions/04_attention/attention.ipynb: its data for the shared harness.
 
-- the solution passes every graded test cell, with and without the visible asserts;
-- the released stubs fail every graded test cell;
-- each plausible wrong solution below fails its own function's test cell through the
-  hidden tests alone (the visible asserts are removed first).
-
-The cells run in this process (tests/exercise_support.py); one slow test uses a real kernel.
+tests/test_exercises.py runs every check of grading on the EXERCISE declared below. The
+test here is this exercise's own: the references the hidden tests use agree.
 """
 
 from __future__ import annotations
 
-import textwrap
+from exercise_support import Exercise, from_template
 
-import pytest
-
-from exercise_support import (
-    ROOT,
-    check_shape,
-    check_solution_passes,
-    check_stubs_fail,
-    check_wrong_solution,
-    load,
-    run,
-    run_in_kernel,
-)
-
-NOTEBOOK = ROOT / "solutions" / "02_attention" / "attention.ipynb"
 ANSWERS = ["sinusoidal_encoding", "causal_mask", "scaled_dot_product_attention"]
 SKIP = ("plt.",)  # the plots: not graded, and slow to draw
 
@@ -58,8 +40,7 @@ SINUSOIDAL_BUGS = {
     "sin/cos: base 1000": dict(base="1000"),
     "sin/cos: multiplies by the frequency's inverse": dict(exponent="-pair / d_model"),
 }
-WRONG = {name: ("sinusoidal_encoding", SINUSOIDAL.format(**{**SINUSOIDAL_RIGHT, **bug}))
-         for name, bug in SINUSOIDAL_BUGS.items()}
+WRONG = from_template("sinusoidal_encoding", SINUSOIDAL, SINUSOIDAL_RIGHT, SINUSOIDAL_BUGS)
 WRONG.update({
     "sin/cos: exponent per column, odd columns one step ahead": ("sinusoidal_encoding", """
         def sinusoidal_encoding(n_positions, d_model):
@@ -149,8 +130,7 @@ ATTENTION_BUGS = {
         result="(weights.transpose(-2, -1) @ v if weights.size(-1) == weights.size(-2) else weights @ v), weights"),
     "attention: changes q in place": dict(scores="(q.mul_(1 / math.sqrt(d_k))) @ k.transpose(-2, -1)"),
 }
-for _name, _bug in ATTENTION_BUGS.items():
-    WRONG[_name] = ("scaled_dot_product_attention", ATTENTION.format(**{**ATTENTION_RIGHT, **_bug}))
+WRONG.update(from_template("scaled_dot_product_attention", ATTENTION, ATTENTION_RIGHT, ATTENTION_BUGS))
 
 WRONG.update({
     "attention: torch's fused kernel for the output": ("scaled_dot_product_attention", """
@@ -172,6 +152,18 @@ WRONG.update({
         def scaled_dot_product_attention(q, k, v, mask=None):
             return _fused(q, k, v, attn_mask=mask), _weights(q, k, mask)
     """),
+    "attention: batched with view for torch.bmm (fails on non-contiguous inputs)": ("scaled_dot_product_attention", """
+        def scaled_dot_product_attention(q, k, v, mask=None):
+            *lead, T_q, d_k = q.shape
+            T_k, d_v = k.size(-2), v.size(-1)
+            q3, k3, v3 = q.view(-1, T_q, d_k), k.view(-1, T_k, d_k), v.view(-1, T_k, d_v)  # (N, T, d)
+            scores = torch.bmm(q3, k3.transpose(1, 2)).view(*lead, T_q, T_k) / math.sqrt(d_k)
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            weights = torch.softmax(scores, dim=-1)
+            out = torch.bmm(weights.reshape(-1, T_q, T_k), v3).view(*lead, T_q, d_v)
+            return out, weights
+    """),
     "attention: the package's function": ("scaled_dot_product_attention", """
         def scaled_dot_product_attention(q, k, v, mask=None):
             from llmcourse.nn.attention import scaled_dot_product_attention as ref
@@ -179,11 +171,8 @@ WRONG.update({
     """),
 })
 
-WRONG = {name: (gid, textwrap.dedent(code)) for name, (gid, code) in WRONG.items()}
-
-
 # Correct solutions written in other styles: each must earn full marks, with the visible asserts too.
-RIGHT = {
+ALTERNATIVES = {
     "sinusoidal: float64 table": ("sinusoidal_encoding", """
         def sinusoidal_encoding(n_positions, d_model):
             pos = torch.arange(n_positions, dtype=torch.float64)[:, None]
@@ -198,6 +187,11 @@ RIGHT = {
             j = torch.arange(d_model)
             angle = torch.arange(n_positions)[:, None] / 10000 ** ((j - j % 2) / d_model)
             return torch.sin(angle + (j % 2) * math.pi / 2)
+    """),
+    "mask: key index <= query index": ("causal_mask", """
+        def causal_mask(T):
+            i = torch.arange(T)
+            return i[None, :] <= i[:, None]  # (T, T): key j <= query i
     """),
     "attention: einsum, where and -1e9": ("scaled_dot_product_attention", """
         def scaled_dot_product_attention(q, k, v, mask=None):
@@ -217,34 +211,10 @@ RIGHT = {
             return weights @ v, weights
     """),
 }
-RIGHT = {name: (gid, textwrap.dedent(code)) for name, (gid, code) in RIGHT.items()}
-
-
-@pytest.mark.parametrize("name", list(RIGHT))
-def test_correct_alternatives_earn_full_marks(name):
-    answer_id, code = RIGHT[name]
-    for hidden_only in (False, True):
-        results = run(load(NOTEBOOK), replace={answer_id: code}, hidden_only=hidden_only, skip=SKIP)
-        assert results[f"test_{answer_id}"] is None, f"'{name}': {results[f'test_{answer_id}']}"
-
-
-def test_notebook_shape():
-    check_shape(load(NOTEBOOK), ANSWERS, (8, 12))
-
-
-def test_solution_passes_every_test_cell():
-    check_solution_passes(load(NOTEBOOK), ANSWERS, skip=SKIP)
-
-
-@pytest.mark.parametrize("keep_hidden", [False, True], ids=["as-released", "as-autograded"])
-def test_stubs_fail_every_test_cell(keep_hidden):
-    check_stubs_fail(load(NOTEBOOK), ANSWERS, keep_hidden, skip=SKIP)
-
-
-@pytest.mark.parametrize("name", list(WRONG))
-def test_hidden_tests_catch_wrong_solution(name):
-    answer_id, code = WRONG[name]
-    check_wrong_solution(load(NOTEBOOK), ANSWERS, answer_id, code, name, skip=SKIP)
+EXERCISE = Exercise(
+    folder="04_attention", notebook="attention", answers=ANSWERS, points=(8, 12),
+    wrong=WRONG, alternatives=ALTERNATIVES, skip=SKIP, chapters=(3,),
+)
 
 
 def test_the_references_agree():
@@ -264,8 +234,3 @@ def test_the_references_agree():
     out, w = scaled_dot_product_attention(q, k, v, mask)
     assert torch.allclose(out, F.scaled_dot_product_attention(q, k, v, attn_mask=mask), atol=1e-5)
     assert w[..., ~mask].eq(0).all()
-
-
-@pytest.mark.slow
-def test_solution_runs_in_a_kernel():
-    run_in_kernel(NOTEBOOK)

@@ -1,33 +1,19 @@
-"""The parameter-counting exercise, solutions/04_parameters/parameters.ipynb: do its graded tests grade well?
+"""The parameter-counting exercise, solutions/05_parameters/parameters.ipynb: its data for the shared harness.
 
-- the solution passes every graded test cell, with and without the visible asserts;
-- the released stubs fail every graded test cell;
-- each plausible wrong formula below fails its own test cell through the hidden tests
-  alone (the visible asserts are removed first), and so does a right count that is not
-  a formula (the package's count, or a model built and summed);
-- a wrong block count costs points once: the model counts are graded with the course's.
-
-The cells run in this process (tests/exercise_support.py); one slow test uses a real kernel.
+tests/test_exercises.py runs every check of grading on the EXERCISE declared below: each
+wrong formula fails its own test cell through the hidden tests alone, and so does a right
+count that is not a formula (the package's count, or a model built and summed); a wrong
+block count costs points once (the model counts are graded with the course's). The
+tests here are this exercise's own: the references agree with real models and with the
+published totals, and the check behind "count by formula" sees through helpers.
 """
 
 from __future__ import annotations
 
 import textwrap
 
-import pytest
+from exercise_support import Exercise, from_template
 
-from exercise_support import (
-    ROOT,
-    check_costs_points_once,
-    check_shape,
-    check_solution_passes,
-    check_stubs_fail,
-    check_wrong_solution,
-    load,
-    run_in_kernel,
-)
-
-NOTEBOOK = ROOT / "solutions" / "04_parameters" / "parameters.ipynb"
 ANSWERS = ["count_block_parameters", "count_bert_parameters", "count_gpt_parameters"]
 
 BLOCK = """
@@ -41,7 +27,7 @@ BLOCK = """
 BLOCK_RIGHT = dict(attention="4 * (d * d + d)", feed_forward="(d * d_ff + d_ff) + (d_ff * d + d)",
                    layer_norms="2 * (2 * d)")
 BLOCK_BUGS = {
-    "block: the lectures' matrices only (no biases, no LayerNorms)": dict(
+    "block: the big matrices only (no biases, no LayerNorms)": dict(
         attention="4 * d * d", feed_forward="2 * d * d_ff", layer_norms="0"),
     "block: no biases": dict(attention="4 * d * d", feed_forward="2 * d * d_ff"),
     "block: no attention biases": dict(attention="4 * d * d"),
@@ -54,7 +40,7 @@ BLOCK_BUGS = {
     "block: d_ff ignored (always 4 d)": dict(feed_forward="(d * 4 * d + 4 * d) + (4 * d * d + d)"),
     "block: attention counted per head of width d": dict(attention="4 * (d * d + d) * 2"),
 }
-WRONG = {name: ("count_block_parameters", BLOCK.format(**{**BLOCK_RIGHT, **bug})) for name, bug in BLOCK_BUGS.items()}
+WRONG = from_template("count_block_parameters", BLOCK, BLOCK_RIGHT, BLOCK_BUGS)
 WRONG.update({
     "block: builds the package's block and sums its sizes": ("count_block_parameters", """
         def count_block_parameters(d_model, d_ff):
@@ -117,8 +103,7 @@ BERT_BUGS = {
     "bert: masked-LM head without its output bias": dict(mlm="(d * d + d) + 2 * d"),
     "bert: masked-LM head without its LayerNorm": dict(mlm="(d * d + d) + vocab_size"),
 }
-for _name, _bug in BERT_BUGS.items():
-    WRONG[_name] = ("count_bert_parameters", BERT.format(**{**BERT_RIGHT, **_bug}))
+WRONG.update(from_template("count_bert_parameters", BERT, BERT_RIGHT, BERT_BUGS))
 WRONG.update({
     "bert: the package's count": ("count_bert_parameters", """
         from llmcourse.analysis import count_parameters
@@ -159,8 +144,7 @@ GPT_BUGS = {
     "gpt: segments and a pooler, as in BERT": dict(embeddings="(vocab_size + block_size + 2) * d + 2 * d + d * d + d"),
     "gpt: tied flag read the wrong way round": dict(output="vocab_size * d if tied else 0"),
 }
-for _name, _bug in GPT_BUGS.items():
-    WRONG[_name] = ("count_gpt_parameters", GPT.format(**{**GPT_RIGHT, **_bug}))
+WRONG.update(from_template("count_gpt_parameters", GPT, GPT_RIGHT, GPT_BUGS))
 WRONG.update({
     "gpt: the package's count": ("count_gpt_parameters", """
         import llmcourse.analysis as _analysis
@@ -178,40 +162,47 @@ WRONG.update({
     """),
 })
 
-WRONG = {name: (gid, textwrap.dedent(code)) for name, (gid, code) in WRONG.items()}
+# Correct counts written in other styles: each must earn full marks, with the visible asserts too.
+ALTERNATIVES = {
+    "block: a helper that counts one linear layer": ("count_block_parameters", """
+        def linear(n_in, n_out):
+            return n_in * n_out + n_out
+
+        def count_block_parameters(d_model, d_ff):
+            return 4 * linear(d_model, d_model) + linear(d_model, d_ff) + linear(d_ff, d_model) + 4 * d_model
+    """),
+    "block: expanded polynomial": ("count_block_parameters", """
+        def count_block_parameters(d_model, d_ff):
+            return 4 * d_model**2 + 2 * d_model * d_ff + d_ff + 9 * d_model
+    """),
+    "bert: sum of a list of parts": ("count_bert_parameters", """
+        def count_bert_parameters(vocab_size, max_positions, type_vocab_size, n_layer, d_model, d_ff, mlm_head=False):
+            d = d_model
+            parts = [vocab_size * d, max_positions * d, type_vocab_size * d, 2 * d,
+                     n_layer * count_block_parameters(d, d_ff), d * d + d]
+            if mlm_head:
+                parts += [d * d + d, 2 * d, vocab_size]
+            return sum(parts)
+    """),
+    "gpt: untied output added with int(not tied)": ("count_gpt_parameters", """
+        def count_gpt_parameters(vocab_size, block_size, n_layer, d_model, d_ff, tied=True):
+            tables = (vocab_size + block_size) * d_model
+            return tables + n_layer * count_block_parameters(d_model, d_ff) + 2 * d_model + int(not tied) * vocab_size * d_model
+    """),
+}
+
 BLOCK_BUGS = [name for name, (gid, _) in WRONG.items() if gid == "count_block_parameters"]
 # four wrong formulas, and every block count that is not a formula (it must cost its own points only)
 HELPER_BUGS = BLOCK_BUGS[:4] + [name for name in BLOCK_BUGS if "builds" in name or "shapes" in name]
 
-
-def test_notebook_shape():
-    check_shape(load(NOTEBOOK), ANSWERS, (8, 12))
-
-
-def test_solution_passes_every_test_cell():
-    check_solution_passes(load(NOTEBOOK), ANSWERS)
-
-
-@pytest.mark.parametrize("keep_hidden", [False, True], ids=["as-released", "as-autograded"])
-def test_stubs_fail_every_test_cell(keep_hidden):
-    check_stubs_fail(load(NOTEBOOK), ANSWERS, keep_hidden)
-
-
-@pytest.mark.parametrize("name", list(WRONG))
-def test_hidden_tests_catch_wrong_solution(name):
-    answer_id, code = WRONG[name]
-    check_wrong_solution(load(NOTEBOOK), ANSWERS, answer_id, code, name)
-
-
-@pytest.mark.parametrize("name", HELPER_BUGS)
-def test_a_wrong_block_count_costs_points_once(name):
-    """The BERT and GPT counts are graded with the course's block count: a bug is not paid for twice."""
-    answer_id, code = WRONG[name]
-    check_costs_points_once(load(NOTEBOOK), answer_id, code, name)
+EXERCISE = Exercise(
+    folder="05_parameters", notebook="parameters", answers=ANSWERS, points=(8, 12),
+    wrong=WRONG, alternatives=ALTERNATIVES, costs_once=HELPER_BUGS,
+)
 
 
 def test_the_references_agree():
-    """The package's formula equals a model built on the meta device, and the lectures' rounded totals."""
+    """The package's formula equals a model built on the meta device, and the published rounded totals."""
     import torch
 
     from llmcourse.analysis import count_parameters
@@ -225,8 +216,8 @@ def test_the_references_agree():
         with torch.device("meta"):
             model = build(config)
         assert count_parameters(config) == sum(p.numel() for p in model.parameters())
-    assert round(count_parameters(BertConfig.base(mlm_head=False)), -7) == 110_000_000  # the lectures' "110M"
-    assert round(count_parameters(GPTConfig.gpt3()), -9) == 175_000_000_000  # the lectures' "175B"
+    assert round(count_parameters(BertConfig.base(mlm_head=False)), -7) == 110_000_000  # BERT-base, "110M" (Devlin et al. 2019)
+    assert round(count_parameters(GPTConfig.gpt3()), -9) == 175_000_000_000  # GPT-3, "175B" (Brown et al. 2020)
 
 
 def test_forbidden_uses_sees_through_helpers_and_classes():
@@ -271,8 +262,3 @@ def test_forbidden_uses_sees_through_helpers_and_classes():
     assert forbidden_uses(namespace["uses_class"], forbidden) == ["Module"]  # a class of the notebook is walked into
     assert package_uses(namespace["uses_empty_subclass"]) == ["TransformerBlock"]
     assert package_uses(namespace["plain"]) == []
-
-
-@pytest.mark.slow
-def test_solution_runs_in_a_kernel():
-    run_in_kernel(NOTEBOOK)

@@ -1,35 +1,15 @@
-"""The pretraining exercise, solutions/05_pretraining/pretraining.ipynb: do its graded tests grade well?
+"""The pretraining exercise, solutions/06_pretraining/pretraining.ipynb: its data for the shared harness.
 
-- the solution passes every graded test cell, with and without the visible asserts;
-- the released stubs fail every graded test cell;
-- each plausible wrong solution below fails its own test cell through the hidden tests
-  alone (the visible asserts are removed first);
-- correct solutions written in other styles earn full marks;
-- a wrong get_batch or lm_loss costs points once: train_step is graded with the course's
-  loss, and trains on the course's batches whenever the student's are wrong.
-
-The cells run in this process (tests/exercise_support.py); one slow test uses a real kernel.
+tests/test_exercises.py runs every check of grading on the EXERCISE declared below. A
+wrong get_batch or lm_loss costs points once: train_step is graded with the course's
+loss, and trains on the course's batches whenever the student's are wrong. The test
+here is this exercise's own: the references the hidden tests use agree.
 """
 
 from __future__ import annotations
 
-import textwrap
+from exercise_support import Exercise, from_template
 
-import pytest
-
-from exercise_support import (
-    ROOT,
-    check_costs_points_once,
-    check_shape,
-    check_solution_passes,
-    check_stubs_fail,
-    check_wrong_solution,
-    load,
-    run,
-    run_in_kernel,
-)
-
-NOTEBOOK = ROOT / "solutions" / "05_pretraining" / "pretraining.ipynb"
 ANSWERS = ["get_batch", "lm_loss", "train_step"]
 SKIP = ("n_steps", "plt.", "multinomial")  # the training run, its plot and the sample: not graded, and slow
 
@@ -73,7 +53,7 @@ GET_BATCH_BUGS = {
     "batch: no ValueError when data is too short": dict(check="pass"),
     "batch: an AssertionError when data is too short": dict(check='assert n_starts >= 1, "data is too short"'),
 }
-WRONG = {name: ("get_batch", GET_BATCH.format(**{**GET_BATCH_RIGHT, **bug})) for name, bug in GET_BATCH_BUGS.items()}
+WRONG = from_template("get_batch", GET_BATCH, GET_BATCH_RIGHT, GET_BATCH_BUGS)
 WRONG.update({
     "batch: starts anywhere, windows wrapped around the end": ("get_batch", """
         def get_batch(data, block_size, batch_size, generator=None):
@@ -139,9 +119,10 @@ LM_LOSS_BUGS = {
     "loss: detached from the graph": "return F.cross_entropy(logits.reshape(B * T, V), targets.reshape(B * T)).detach()",
     "loss: binary cross-entropy on one-hot targets": (
         "return F.binary_cross_entropy_with_logits(logits, F.one_hot(targets, V).float())"),
+    "loss: view instead of reshape (fails on non-contiguous inputs)": (
+        "return F.cross_entropy(logits.view(B * T, V), targets.view(B * T))"),
 }
-for _name, _body in LM_LOSS_BUGS.items():
-    WRONG[_name] = ("lm_loss", LM_LOSS.format(body=_body))
+WRONG.update(from_template("lm_loss", LM_LOSS, {}, LM_LOSS_BUGS))
 
 TRAIN_STEP = """
     def train_step(model, optimizer, x, y):
@@ -236,8 +217,7 @@ TRAIN_STEP_BUGS = {
         optimizer.step()
         return loss.item()""",
 }
-for _name, _body in TRAIN_STEP_BUGS.items():
-    WRONG[_name] = ("train_step", TRAIN_STEP.format(body=_body))
+WRONG.update(from_template("train_step", TRAIN_STEP, {}, TRAIN_STEP_BUGS))
 WRONG["step: the package's CausalLM objective for the loss"] = ("train_step", """
     from llmcourse.training import CausalLM
 
@@ -248,8 +228,6 @@ WRONG["step: the package's CausalLM objective for the loss"] = ("train_step", ""
         optimizer.step()
         return loss.item()
 """)
-
-WRONG = {name: (gid, textwrap.dedent(code)) for name, (gid, code) in WRONG.items()}
 
 # A wrong get_batch or lm_loss must cost the points of its own cell and no more: train_step's
 # tests use the course's loss, and the course's batches whenever the student's are wrong.
@@ -266,7 +244,7 @@ BATCH_AND_LOSS_BUGS = [
 ]
 
 # Correct solutions written in other styles: each must earn full marks, with the visible asserts too.
-RIGHT = {
+ALTERNATIVES = {
     "batch: unfold, then pick rows": ("get_batch", """
         def get_batch(data, block_size, batch_size, generator=None):
             if len(data) <= block_size:
@@ -298,8 +276,8 @@ RIGHT = {
     """),
     "loss: NLL of log_softmax": ("lm_loss", """
         def lm_loss(logits, targets):
-            log_probs = F.log_softmax(logits, dim=-1).view(-1, logits.size(-1))  # (B*T, V)
-            return F.nll_loss(log_probs, targets.view(-1))
+            log_probs = F.log_softmax(logits, dim=-1).reshape(-1, logits.size(-1))  # (B*T, V)
+            return F.nll_loss(log_probs, targets.reshape(-1))
     """),
     "loss: cross_entropy with the classes moved to dim 1": ("lm_loss", """
         def lm_loss(logits, targets):
@@ -334,41 +312,10 @@ RIGHT = {
             return value
     """),
 }
-RIGHT = {name: (gid, textwrap.dedent(code)) for name, (gid, code) in RIGHT.items()}
-
-
-def test_notebook_shape():
-    check_shape(load(NOTEBOOK), ANSWERS, (10, 12))
-
-
-def test_solution_passes_every_test_cell():
-    check_solution_passes(load(NOTEBOOK), ANSWERS, skip=SKIP)
-
-
-@pytest.mark.parametrize("keep_hidden", [False, True], ids=["as-released", "as-autograded"])
-def test_stubs_fail_every_test_cell(keep_hidden):
-    check_stubs_fail(load(NOTEBOOK), ANSWERS, keep_hidden, skip=SKIP)
-
-
-@pytest.mark.parametrize("name", list(WRONG))
-def test_hidden_tests_catch_wrong_solution(name):
-    answer_id, code = WRONG[name]
-    check_wrong_solution(load(NOTEBOOK), ANSWERS, answer_id, code, name, skip=SKIP)
-
-
-@pytest.mark.parametrize("name", BATCH_AND_LOSS_BUGS)
-def test_a_wrong_batch_or_loss_costs_points_once(name):
-    answer_id, code = WRONG[name]
-    check_costs_points_once(load(NOTEBOOK), answer_id, code, name, skip=SKIP)
-
-
-@pytest.mark.parametrize("name", list(RIGHT))
-def test_correct_alternatives_earn_full_marks(name):
-    answer_id, code = RIGHT[name]
-    for hidden_only in (False, True):
-        results = run(load(NOTEBOOK), replace={answer_id: code}, hidden_only=hidden_only, skip=SKIP)
-        failed = {gid: error for gid, error in results.items() if error is not None}
-        assert failed == {}, f"'{name}': {failed}"
+EXERCISE = Exercise(
+    folder="06_pretraining", notebook="pretraining", answers=ANSWERS, points=(10, 12),
+    wrong=WRONG, alternatives=ALTERNATIVES, costs_once=BATCH_AND_LOSS_BUGS, skip=SKIP,
+)
 
 
 def test_the_references_agree():
@@ -388,8 +335,3 @@ def test_the_references_agree():
     model = GPT(GPTConfig.tiny(vocab_size=7, block_size=8))
     out = model(targets, targets)
     assert torch.allclose(out.loss, F.cross_entropy(out.logits.flatten(0, 1), targets.flatten()))
-
-
-@pytest.mark.slow
-def test_solution_runs_in_a_kernel():
-    run_in_kernel(NOTEBOOK)

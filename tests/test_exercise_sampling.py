@@ -1,38 +1,16 @@
-"""The sampling exercise, solutions/06_sampling/sampling.ipynb: do its graded tests grade well?
+"""The sampling exercise, solutions/07_sampling/sampling.ipynb: its data for the shared harness.
 
-- the solution passes every graded test cell, with and without the visible asserts;
-- the released stubs fail every graded test cell;
-- each plausible wrong solution below fails its own function's test cell through the
-  hidden tests alone (the visible asserts are removed first);
-- correct solutions written in other styles (loops, float64, torch.sort instead of
-  torch.topk, top-p built on top-k) earn full marks;
-- a wrong top_k_filter costs points once, even when top_p_filter calls it.
-
-The cells run in this process (tests/exercise_support.py); one slow test uses a real kernel.
+tests/test_exercises.py runs every check of grading on the EXERCISE declared below:
+correct solutions in other styles (loops, float64, torch.sort instead of torch.topk,
+top-p built on top-k) earn full marks, and a wrong top_k_filter costs points once, even
+when top_p_filter calls it. The test here is this exercise's own: the package's filters,
+which the hidden tests use, follow the notebook's rules.
 """
 
 from __future__ import annotations
 
-import copy
-import textwrap
+from exercise_support import Exercise, from_template
 
-import pytest
-
-from exercise_support import (
-    ROOT,
-    check_costs_points_once,
-    check_shape,
-    check_solution_passes,
-    check_stubs_fail,
-    check_wrong_solution,
-    grade_id,
-    graded,
-    load,
-    run,
-    run_in_kernel,
-)
-
-NOTEBOOK = ROOT / "solutions" / "06_sampling" / "sampling.ipynb"
 ANSWERS = ["apply_temperature", "top_k_filter", "top_p_filter"]
 SKIP = ("plt.",)  # the plots: not graded, and slow to draw
 
@@ -77,6 +55,12 @@ WRONG = {
         def apply_temperature(logits, temperature):
             return logits / temperature**2
     """),
+    "temperature: returns the input itself at T = 1": ("apply_temperature", """
+        def apply_temperature(logits, temperature):
+            if temperature == 1:
+                return logits  # the caller's tensor, not a new one
+            return logits / temperature
+    """),
     "temperature: the package's function": ("apply_temperature", """
         from llmcourse.generation import apply_temperature
     """),
@@ -113,8 +97,7 @@ TOP_K_BUGS = {
     "top-k: removed logits set to the smallest logit": dict(fill="logits.min().item()"),
     "top-k: no guard for k > V (torch.topk raises)": dict(guard="pass"),
 }
-for _name, _bug in TOP_K_BUGS.items():
-    WRONG[_name] = ("top_k_filter", TOP_K.format(**{**TOP_K_RIGHT, **_bug}))
+WRONG.update(from_template("top_k_filter", TOP_K, TOP_K_RIGHT, TOP_K_BUGS))
 
 WRONG.update({
     "top-k: ties broken to exactly k tokens": ("top_k_filter", """
@@ -156,6 +139,15 @@ WRONG.update({
                 kth = torch.topk(logits, k, dim=-1).values[..., -1:]
                 logits[logits < kth] = float("-inf")
             return logits
+    """),
+    "top-k: rows flattened with view (fails on non-contiguous logits)": ("top_k_filter", """
+        def top_k_filter(logits, k):
+            V = logits.size(-1)
+            if k >= V:
+                return logits
+            rows = logits.view(-1, V)  # (N, V)
+            kth = torch.topk(rows, k, dim=-1).values[:, -1:]  # (N, 1)
+            return rows.masked_fill(rows < kth, float("-inf")).view(logits.shape)
     """),
     "top-k: the package's function": ("top_k_filter", """
         from llmcourse.generation import top_k_filter
@@ -206,8 +198,7 @@ TOP_P_BUGS = {
     "top-p: p = 1 not special-cased (a tiny probability is dropped by round-off)": dict(guard="pass"),
     "top-p: p = 1 not special-cased, in float64": dict(guard="pass", probs="torch.softmax(sorted_logits.double(), dim=-1)"),
 }
-for _name, _bug in TOP_P_BUGS.items():
-    WRONG[_name] = ("top_p_filter", TOP_P.format(**{**TOP_P_RIGHT, **_bug}))
+WRONG.update(from_template("top_p_filter", TOP_P, TOP_P_RIGHT, TOP_P_BUGS))
 
 WRONG.update({
     "top-p: drops the tokens tied with the last one kept": ("top_p_filter", """
@@ -262,6 +253,17 @@ WRONG.update({
             logits[logits < sorted_logits.gather(-1, n_keep - 1)] = float("-inf")
             return logits
     """),
+    "top-p: rows flattened with view (fails on non-contiguous logits)": ("top_p_filter", """
+        def top_p_filter(logits, p):
+            if p >= 1:
+                return logits
+            rows = logits.view(-1, logits.size(-1))  # (N, V)
+            sorted_rows, _ = torch.sort(rows, dim=-1, descending=True)
+            probs = torch.softmax(sorted_rows, dim=-1)
+            n_keep = (probs.cumsum(dim=-1) - probs < p).sum(dim=-1, keepdim=True)
+            out = rows.masked_fill(rows < sorted_rows.gather(-1, n_keep - 1), float("-inf"))
+            return out.view(logits.shape)
+    """),
     "top-p: the package's function": ("top_p_filter", """
         from llmcourse.generation import top_p_filter
     """),
@@ -284,8 +286,6 @@ WRONG.update({
     """),
 })
 
-WRONG = {name: (gid, textwrap.dedent(code)) for name, (gid, code) in WRONG.items()}
-
 # ----------------------------------------------------------------------------- right, in other styles
 
 TOP_P_VIA_TOP_K = """
@@ -298,7 +298,7 @@ def top_p_filter(logits, p):
     return torch.stack([top_k_filter(r, int(k)) for r, k in zip(rows, n)]).reshape(logits.shape)
 """
 
-RIGHT = {
+ALTERNATIVES = {
     "temperature: float64": ("apply_temperature", """
         def apply_temperature(logits, temperature):
             return logits.double() / temperature
@@ -372,55 +372,15 @@ RIGHT = {
     """),
     "top-p: calls top_k_filter with the number of tokens to keep": ("top_p_filter", TOP_P_VIA_TOP_K),
 }
-RIGHT = {name: (gid, textwrap.dedent(code)) for name, (gid, code) in RIGHT.items()}
-
 # top_k_filter mistakes that a top_p_filter built on it would otherwise pay for twice
 HELPER_BUGS = ["top-k: keeps k + 1", "top-k: removed logits set to 0 instead of -inf", "top-k: ties broken to exactly k tokens",
                "top-k: removes in place", "top-k: the package's function", "top-k: transformers' TopKLogitsWarper"]
 
-
-def notebook_with_top_p_via_top_k():
-    nb = copy.deepcopy(load(NOTEBOOK))
-    for cell in nb.cells:
-        if grade_id(cell) == "top_p_filter":
-            cell.source = TOP_P_VIA_TOP_K
-    return nb
-
-
-def test_notebook_shape():
-    check_shape(load(NOTEBOOK), ANSWERS, (9, 11))
-
-
-def test_solution_passes_every_test_cell():
-    check_solution_passes(load(NOTEBOOK), ANSWERS, skip=SKIP)
-
-
-@pytest.mark.parametrize("keep_hidden", [False, True], ids=["as-released", "as-autograded"])
-def test_stubs_fail_every_test_cell(keep_hidden):
-    check_stubs_fail(load(NOTEBOOK), ANSWERS, keep_hidden, skip=SKIP)
-
-
-@pytest.mark.parametrize("name", list(WRONG))
-def test_hidden_tests_catch_wrong_solution(name):
-    answer_id, code = WRONG[name]
-    check_wrong_solution(load(NOTEBOOK), ANSWERS, answer_id, code, name, skip=SKIP)
-
-
-@pytest.mark.parametrize("name", list(RIGHT))
-def test_correct_alternatives_earn_full_marks(name):
-    answer_id, code = RIGHT[name]
-    for hidden_only in (False, True):
-        results = run(load(NOTEBOOK), replace={answer_id: code}, hidden_only=hidden_only, skip=SKIP)
-        assert results[answer_id] is None, f"'{name}' does not run: {results[answer_id]}"
-        assert all(error is None for error in graded(results).values()), f"'{name}': {graded(results)}"
-
-
-@pytest.mark.parametrize("name", HELPER_BUGS)
-def test_a_wrong_top_k_costs_points_once(name):
-    """top_p_filter is graded with the course's top_k_filter, also when it calls top_k_filter."""
-    answer_id, code = WRONG[name]
-    assert answer_id == "top_k_filter"
-    check_costs_points_once(notebook_with_top_p_via_top_k(), answer_id, code, name, skip=SKIP)
+EXERCISE = Exercise(
+    folder="07_sampling", notebook="sampling", answers=ANSWERS, points=(9, 11),
+    wrong=WRONG, alternatives=ALTERNATIVES, costs_once=HELPER_BUGS, skip=SKIP,
+    costs_once_base={"top_p_filter": TOP_P_VIA_TOP_K},  # top_p_filter calls top_k_filter
+)
 
 
 def test_the_references_agree():
@@ -434,8 +394,3 @@ def test_the_references_agree():
     P = torch.tensor([0.1, 0.4, 0.2, 0.1, 0.2])
     assert torch.isfinite(top_p_filter(P.log(), 0.5)).tolist() == [False, True, True, False, True]
     assert torch.isfinite(top_p_filter(P.log(), 0.3)).tolist() == [False, True, False, False, False]
-
-
-@pytest.mark.slow
-def test_solution_runs_in_a_kernel():
-    run_in_kernel(NOTEBOOK)

@@ -16,8 +16,8 @@ Two rules make a graded test fair:
 Both follow the student's own helpers: functions and classes defined in the same
 notebook that the checked code uses.
 
-Introduced in: the Tokenization exercise (``01_tokenization/bpe.ipynb``); classes
-and :func:`assert_not_calling` in the Attention exercise (``02_attention``).
+Introduced in: the Tokenization exercise (``02_tokenization/bpe.ipynb``); classes
+and :func:`assert_not_calling` in the Attention exercise (``04_attention``).
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
             "released and exercises/ folders without a source are removed."
         ),
     )
-    p.add_argument("assignments", nargs="*", metavar="ASSIGNMENT", help="assignment folder name(s), e.g. 01_tokenization")
+    p.add_argument("assignments", nargs="*", metavar="ASSIGNMENT", help="assignment folder name(s), e.g. 02_tokenization")
     p.set_defaults(func=cmd_release)
 
     p = sub.add_parser(

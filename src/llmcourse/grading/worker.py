@@ -24,6 +24,7 @@ import sys
 import time
 import traceback
 import warnings
+from html import escape
 from pathlib import Path
 
 import nbformat
@@ -55,6 +56,36 @@ def make_offline(html_path: Path) -> None:
     """Remove ``<script src="http...">`` tags from a feedback page, in place."""
     text = html_path.read_text(encoding="utf-8")
     html_path.write_text(REMOTE_SCRIPT.sub("", text), encoding="utf-8")
+
+
+# The page's contents list every test cell as "Test cell" (nbgrader's template). A
+# test cell whose first line is a comment ("# Tests of `merge`") is listed by that line.
+TOC_TEST_CELL = re.compile(r'<a href="#([^"]+)">Test cell</a>')
+
+
+def test_cell_titles(nb) -> dict[str, str]:
+    """grade id -> the first line of each graded test cell that starts with a comment, without the ``#``."""
+    titles = {}
+    for cell in nb.cells:
+        meta = nbgrader_meta(cell)
+        lines = cell.source.strip().splitlines()
+        if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution") and lines:
+            if lines[0].startswith("#") and not lines[0].startswith("###"):
+                titles[meta["grade_id"]] = lines[0].lstrip("#").strip()
+    return titles
+
+
+def name_test_cells(html_path: Path, titles: dict[str, str]) -> None:
+    """List each test cell in a feedback page's contents by its title, or else by its grade id, in place."""
+    def label(match: re.Match) -> str:
+        gid = match.group(1)
+        title = titles.get(gid)
+        text = (re.sub(r"`([^`]+)`", r"<code>\1</code>", escape(title)) if title
+                else f"Test cell <code>{escape(gid)}</code>")
+        return f'<a href="#{gid}">{text}</a>'
+
+    text = html_path.read_text(encoding="utf-8")
+    html_path.write_text(TOC_TEST_CELL.sub(label, text), encoding="utf-8")
 
 
 def _coursedir(cfg, student: str, assignment: str, notebook: str):
@@ -102,6 +133,7 @@ def grade_notebook(cfg, root: Path, student: str, assignment: str, notebook: str
     html = root / "feedback" / student / assignment / f"{notebook}.html"
     if fb_ok and html.is_file():
         make_offline(html)
+        name_test_cells(html, test_cell_titles(nb))
         entry["feedback"] = str(html)
     else:
         entry["errors"].append(f"feedback for {notebook}.ipynb failed: {_last_line(fb_log)}")
