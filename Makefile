@@ -19,9 +19,9 @@ book: setup
 	$(VENV)/bin/jupyter-book build . $(BOOK_FLAGS)
 	@echo "Open _build/html/index.html"
 
-# -n auto: one pytest-xdist worker per core; --dist loadgroup keeps the tests that share the
-# book build (or an autograded batch) on one worker (see tests/conftest.py)
-PYTEST := $(PY) -m pytest -n auto --dist loadgroup
+# -n auto: one pytest-xdist worker per core; --dist loadfile keeps each file's tests on one
+# worker, so the book build (or an autograded batch) is built once (see tests/conftest.py)
+PYTEST := $(PY) -m pytest -n auto --dist loadfile
 
 test: setup
 	bash scripts/ensure_chromium.sh

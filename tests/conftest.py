@@ -1,9 +1,9 @@
 """Shared pytest set-up: everything offline, small thread counts, GPU tests skip cleanly.
 
-``make test`` runs the suite on every core (pytest-xdist, ``--dist loadgroup``). Tests
-that share an expensive module fixture (the book build, an autograded batch) are put in
-one xdist group here, so the fixture is built once, on one worker, and those groups are
-scheduled first: the longest jobs start while the other workers take the short tests.
+``make test`` runs the suite on every core (pytest-xdist, ``--dist loadfile``): the tests
+of one file run on one worker, so a module fixture (the book build, an autograded batch)
+is built once. The files with the longest fixtures are collected first, so they start
+while the other workers take the short tests.
 """
 
 import os
@@ -26,29 +26,16 @@ if _workers > 1:
     os.environ["OMP_NUM_THREADS"] = str(_threads)
     torch.set_num_threads(_threads)
 
-# expensive module fixtures -> the xdist group of every test that uses them, longest first
-SHARED_FIXTURES = ("book_build", "batch", "scratch_build")
+# the files whose module fixtures take minutes, longest first
+SLOW_FILES = ("test_book.py", "test_grading.py")
 
 
-def _group(item) -> str | None:
-    names = getattr(item, "fixturenames", ())
-    for fixture in SHARED_FIXTURES:
-        if fixture in names:
-            key = getattr(item, "callspec", None)
-            suffix = f"-{key.params['key']}" if key is not None and "key" in key.params else ""
-            return fixture + suffix
-    return None
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's loadgroup hook reads the xdist_group markers
 def pytest_collection_modifyitems(config, items):
-    rank = {}
-    for item in items:
-        group = _group(item)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
-        rank[item.nodeid] = SHARED_FIXTURES.index(group.split("-")[0]) if group else len(SHARED_FIXTURES)
-    items.sort(key=lambda item: rank[item.nodeid])  # stable: file order within a rank
+    def rank(item):
+        name = item.path.name
+        return SLOW_FILES.index(name) if name in SLOW_FILES else len(SLOW_FILES)
+
+    items.sort(key=rank)  # stable: collection order within a file
 
     if torch.cuda.is_available():
         return
