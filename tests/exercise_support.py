@@ -68,7 +68,7 @@ class Exercise:
     costs_once: list[str] = field(default_factory=list)
     costs_once_base: dict[str, str] = field(default_factory=dict)
     skip: tuple[str, ...] = ()
-    chapters: tuple[int, ...] = ()  # chapters the first cell names besides the folder's own
+    chapters: tuple[int | str, ...] = ()  # other chapters (numbers) or appendices (letters) the first cell names
 
     def __post_init__(self):
         self.wrong = dedented(self.wrong)
@@ -83,9 +83,20 @@ class Exercise:
         return self.folder.split("_", 1)[1]
 
     @property
-    def chapter(self) -> int:
-        """The book's chapter: the folder's number."""
-        return int(self.folder.split("_", 1)[0])
+    def chapter(self) -> int | str:
+        """The book's chapter: the folder's number (06_pretraining: 6), or an appendix's letter (A_backprop: "A")."""
+        prefix = self.folder.split("_", 1)[0]
+        if re.fullmatch(r"\d+", prefix):
+            return int(prefix)
+        if re.fullmatch(r"[A-Z]", prefix):
+            return prefix
+        raise ValueError(f"exercise folder {self.folder!r}: expected a chapter number (06_pretraining) "
+                         "or an appendix letter (A_backprop) before the first '_'")
+
+    @property
+    def part_names(self) -> list[str]:
+        """How the first cell names the parts of the book the exercise belongs to: "chapter 6", "appendix A"."""
+        return [part_name(part) for part in (self.chapter, *self.chapters)]
 
     @property
     def path(self) -> Path:
@@ -97,6 +108,11 @@ class Exercise:
 
     def load(self) -> nbformat.NotebookNode:
         return load(self.path)
+
+
+def part_name(part: int | str) -> str:
+    """A chapter is named by its number ("chapter 6"), an appendix by its letter ("appendix A")."""
+    return f"chapter {part}" if isinstance(part, int) else f"appendix {part}"
 
 
 def grade_id(cell) -> str | None:

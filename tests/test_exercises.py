@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from exercise_support import (
+    Exercise,
     check_alternative,
     check_costs_points_once,
     check_shape,
@@ -66,6 +67,22 @@ def test_every_exercise_folder_is_registered():
     assert sorted(ex.folder for ex in EXERCISES.values()) == folders
 
 
+@pytest.mark.parametrize("folder, names", [
+    ("06_pretraining", ["chapter 6"]),
+    ("10_ethics", ["chapter 10"]),
+    ("A_backprop", ["appendix A"]),
+])
+def test_folder_names_a_chapter_or_an_appendix(folder, names):
+    """A folder carries its chapter's number, or its appendix's letter."""
+    assert Exercise(folder=folder, notebook="n", answers=[], points=(0, 0), wrong={}).part_names == names
+
+
+@pytest.mark.parametrize("folder", ["backprop", "a_backprop", "AB_backprop", "6a_pretraining", "_backprop"])
+def test_a_folder_without_a_chapter_is_refused(folder):
+    with pytest.raises(ValueError, match="chapter number"):
+        Exercise(folder=folder, notebook="n", answers=[], points=(0, 0), wrong={}).chapter
+
+
 @pytest.mark.parametrize("key", KEYS)
 def test_notebook_shape(key):
     """Answer and test cells as nbgrader needs them, one test cell after each answer; saved without outputs."""
@@ -78,8 +95,8 @@ def test_notebook_names_its_chapter_in_the_course_voice(key):
     ex = EXERCISES[key]
     nb = ex.load()
     first = next(cell for cell in nb.cells if cell.cell_type == "markdown")
-    for chapter in (ex.chapter, *ex.chapters):
-        assert re.search(rf"\bchapter {chapter}\b", first.source, re.IGNORECASE), f"the first cell names chapter {chapter}"
+    for name in ex.part_names:
+        assert re.search(rf"\b{name}\b", first.source, re.IGNORECASE), f"the first cell names {name}"
     for cell in nb.cells:
         found = NOT_OURS.findall(cell.source)
         assert not found, f"{grade_id(cell) or cell.source[:40]!r} speaks of {found}: write in the course's own voice"
