@@ -25,6 +25,7 @@ PYTEST := $(PY) -m pytest -n auto --dist loadfile
 
 test: setup
 	bash scripts/ensure_chromium.sh
+	bash scripts/ensure_sandbox.sh
 	$(PYTEST)
 
 test-fast: setup

@@ -1,0 +1,328 @@
+"""Run untrusted code (a student's kernel) inside a bubblewrap sandbox.
+
+The one entry point is :func:`sandbox_command`: it turns a command line into
+one that runs the same command under Debian's ``bwrap`` (bubblewrap), with
+
+* no network (its own, empty network namespace), its own PID, IPC and UTS
+  namespaces, and ``--die-with-parent``: when the command ends or its parent
+  dies, every process it started goes with it;
+* a file system of its own: read-only system folders (``/usr``, ``/etc``), the
+  Python installation and the course package's ``src/`` folder, nothing else
+  of the host; one private writable scratch folder (mounted at :data:`SCRATCH`,
+  the working directory), a private ``/tmp`` and the extra writable folders the
+  caller names (the kernel's sockets);
+* another, unprivileged user (:data:`NOBODY` unless told otherwise);
+* a clean environment holding only the variables the caller passes;
+* resource limits (:class:`Limits`, set with util-linux ``prlimit``): address
+  space, number of processes and size of any file written.
+
+When the caller is root, bwrap keeps the real user and the command drops to
+``uid`` with util-linux ``setpriv`` before it runs, so the limits on processes
+apply (the kernel never limits root's). Otherwise bwrap maps ``uid`` in a user
+namespace onto the caller.
+
+:class:`SandboxedKernelManager` is the jupyter_client kernel manager that the
+autograder uses (see :mod:`llmcourse.grading.worker`): it starts every kernel
+through :func:`sandbox_command`, talking to it over unix sockets in a private
+folder, because TCP on loopback cannot cross into an empty network namespace.
+Introduced with the grading tools (README, "For instructors").
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import CaselessStrEnum, Integer
+
+from llmcourse.grading.course import GradingError
+
+BWRAP = "/usr/bin/bwrap"
+PRLIMIT = "/usr/bin/prlimit"
+SETPRIV = "/usr/bin/setpriv"
+INSTALL_HINT = "apt-get install bubblewrap"
+NOBODY = 65534
+SCRATCH = "/home/student/work"  # the working directory inside the sandbox
+HOME = "/tmp"  # inside: the private /tmp, so IPython and matplotlib can write their caches
+# Read-only system folders (each bound only if it exists; a symlink stays a symlink).
+SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+MB = 1024 * 1024
+
+
+class SandboxUnavailable(GradingError):
+    """bubblewrap is missing or cannot create namespaces on this machine."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one sandbox (each process in it; processes are counted per user)."""
+
+    memory_mb: int = 4096  # address space of each process (RLIMIT_AS)
+    processes: int = 256  # processes and threads of the sandbox user (RLIMIT_NPROC)
+    file_size_mb: int = 256  # largest file it may write (RLIMIT_FSIZE)
+    tmp_mb: int = 1024  # size of the private /tmp
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"Limits.{f.name} must be a positive whole number, got {value!r}")
+
+    def describe(self) -> str:
+        return (f"memory {self.memory_mb} MB per process, {self.processes} processes, "
+                f"files up to {self.file_size_mb} MB")
+
+
+# ----------------------------------------------------------------------------
+# is it there?
+# ----------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def _probe(bwrap: str) -> str | None:
+    """None if bwrap can build a sandbox here, else what went wrong."""
+    cmd = sandbox_command(["/usr/bin/true"], scratch=None, bwrap=bwrap)
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    return None if done.returncode == 0 else (done.stderr.strip() or f"exit code {done.returncode}")
+
+
+def check_available(bwrap: str = BWRAP) -> None:
+    """Raise :class:`SandboxUnavailable`, saying how to fix it, unless sandboxes can be built."""
+    if not (os.path.isfile(bwrap) and os.access(bwrap, os.X_OK)):
+        raise SandboxUnavailable(
+            f"the grading sandbox needs bubblewrap and {bwrap} is missing: install it with "
+            f"`{INSTALL_HINT}` (Debian/Ubuntu, as root), or run with --sandbox none "
+            "to grade without isolation (only for submissions you trust)"
+        )
+    for tool in (PRLIMIT, SETPRIV):
+        if not os.access(tool, os.X_OK):
+            raise SandboxUnavailable(f"the grading sandbox needs {tool} (Debian's util-linux)")
+    problem = _probe(bwrap)
+    if problem:
+        raise SandboxUnavailable(
+            f"bubblewrap cannot create a sandbox on this machine ({problem}); user namespaces "
+            "may be disabled (sysctl kernel.unprivileged_userns_clone=1 or "
+            "user.max_user_namespaces), or run as root"
+        )
+
+
+# ----------------------------------------------------------------------------
+# what the sandbox sees
+# ----------------------------------------------------------------------------
+def python_paths() -> list[str]:
+    """Folders the kernel's Python needs: the interpreter's installation, the virtual
+    environment and the folder the course package is imported from (for an editable
+    install, the repository's ``src/``, never the repository itself)."""
+    import llmcourse
+
+    found = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+             os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))),
+             str(Path(llmcourse.__file__).resolve().parents[1])]
+    out: list[str] = []
+    for path in found:
+        path = os.path.realpath(path)
+        if path not in out and path != "/":
+            out.append(path)
+    # a folder inside another one is already there
+    return [p for p in out if not any(p != q and p.startswith(q + os.sep) for q in out)]
+
+
+def _parents(path: str) -> list[str]:
+    """``/a/b/c`` -> ``['/a', '/a/b']``."""
+    parts = Path(path).parts[1:-1]
+    return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def _mount_args(read_only: Iterable[str], writable: Iterable[tuple[str, str]], tmp_mb: int) -> list[str]:
+    """bwrap arguments binding ``read_only`` host folders and ``(host, inside)`` writable ones,
+    over a private ``/tmp`` of ``tmp_mb`` MB.
+
+    Folders bwrap creates on the way to a mount point are made ``0755`` (its default,
+    ``0700`` of root, would lock the unprivileged user out of them).
+    """
+    args: list[str] = []
+    made: set[str] = {"/tmp"}
+
+    def parents_of(dest: str) -> None:
+        for parent in _parents(dest):
+            if parent not in made and parent not in SYSTEM_PATHS:
+                args.extend(["--perms", "0755", "--dir", parent])
+                made.add(parent)
+
+    for path in SYSTEM_PATHS:
+        if os.path.islink(path):
+            args.extend(["--symlink", os.readlink(path), path])
+        elif os.path.isdir(path):
+            args.extend(["--ro-bind", path, path])
+    for path in read_only:
+        parents_of(path)
+        args.extend(["--ro-bind", path, path])
+    args.extend(["--proc", "/proc", "--dev", "/dev"])
+    args.extend(["--size", str(tmp_mb * MB), "--perms", "1777", "--tmpfs", "/tmp"])
+    for host, inside in writable:
+        parents_of(inside)
+        args.extend(["--bind", host, inside])
+    return args
+
+
+def sandbox_command(
+    argv: Sequence[str],
+    scratch: Path | str | None,
+    *,
+    writable: Iterable[Path | str] = (),
+    env: Mapping[str, str] | None = None,
+    limits: Limits = Limits(),
+    uid: int = NOBODY,
+    read_only: Iterable[str] | None = None,
+    bwrap: str = BWRAP,
+) -> list[str]:
+    """The command line that runs ``argv`` sandboxed (see the module docstring).
+
+    ``scratch`` (a host folder, or None for none) is mounted read-write at
+    :data:`SCRATCH`, the working directory; ``writable`` folders are mounted
+    read-write at their own paths; ``read_only`` replaces :func:`python_paths`;
+    ``env`` is the whole environment inside, plus ``HOME`` and a ``PATH``
+    when it has none.
+    """
+    if not argv:
+        raise ValueError("argv must name a command to run")
+    if not isinstance(uid, int) or not 0 < uid < 2**32 - 1:
+        raise ValueError(f"uid must be a positive user id, got {uid!r}")
+    root = os.geteuid() == 0
+    read_only = python_paths() if read_only is None else [os.path.realpath(p) for p in read_only]
+    mounts = [(os.path.realpath(p), os.path.realpath(p)) for p in writable]
+    if scratch is not None:
+        mounts.insert(0, (os.path.realpath(scratch), SCRATCH))
+    inside_env = {"HOME": HOME, "PATH": os.pathsep.join([os.path.dirname(sys.executable),
+                                                          "/usr/local/bin", "/usr/bin", "/bin"])}
+    inside_env.update(env or {})
+
+    cmd = [bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+           "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--hostname", "sandbox"]
+    if root:  # keep the real user, so that setpriv can switch to an unprivileged one
+        cmd += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    else:
+        cmd += ["--unshare-user", "--uid", str(uid), "--gid", str(uid)]
+    cmd += _mount_args(read_only, mounts, limits.tmp_mb)
+    cmd += ["--chdir", SCRATCH if scratch is not None else "/tmp", "--clearenv"]
+    for key, value in sorted(inside_env.items()):
+        cmd += ["--setenv", key, str(value)]
+    cmd += ["--", PRLIMIT, f"--as={limits.memory_mb * MB}", f"--nproc={limits.processes}",
+            f"--fsize={limits.file_size_mb * MB}", "--core=0", "--"]
+    if root:
+        cmd += [SETPRIV, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
+                "--bounding-set=-all", "--no-new-privs", "--"]
+    return cmd + list(argv)
+
+
+def give_to(path: Path, uid: int) -> None:
+    """Make ``path`` (and everything under it) belong to the sandbox user, when we are root."""
+    if os.geteuid() != 0:
+        return
+    os.chown(path, uid, uid, follow_symlinks=False)
+    if path.is_dir() and not path.is_symlink():
+        for dirpath, dirnames, filenames in os.walk(path):
+            for name in dirnames + filenames:
+                os.chown(os.path.join(dirpath, name), uid, uid, follow_symlinks=False)
+
+
+# ----------------------------------------------------------------------------
+# what the sandbox did: a limit that stopped student code
+# ----------------------------------------------------------------------------
+LIMIT_PATTERNS = (
+    ("memory", re.compile(r"MemoryError|[Cc]annot allocate memory|can't allocate memory|std::bad_alloc")),
+    ("processes", re.compile(r"Resource temporarily unavailable|can't start new thread")),
+    ("file size", re.compile(r"File too large")),
+)
+
+
+def limit_hit(text: str) -> str | None:
+    """Which limit (``'memory'``, ``'processes'``, ``'file size'``) an error message shows, if any."""
+    for name, pattern in LIMIT_PATTERNS:
+        if pattern.search(text):
+            return name
+    return None
+
+
+# ----------------------------------------------------------------------------
+# jupyter kernels in the sandbox
+# ----------------------------------------------------------------------------
+def grading_variables() -> dict[str, str]:
+    """The host variables a sandboxed kernel keeps: those of
+    :func:`llmcourse.grading.execution.grading_env` and nbgrader's ``NBGRADER_EXECUTION``."""
+    from llmcourse.grading.execution import THREAD_VARS, grading_env
+
+    names = set(grading_env(1)) | set(THREAD_VARS) | {"NBGRADER_EXECUTION", "LANG", "LC_ALL", "TZ"}
+    return {k: os.environ[k] for k in sorted(names) if k in os.environ}
+
+
+class SandboxedKernelManager(AsyncKernelManager):
+    """A kernel manager whose kernels run in :func:`sandbox_command`'s sandbox.
+
+    Each kernel gets a private folder (in ``sandbox_dir``, default the system's
+    temporary folder) holding its connection file and unix sockets, and a
+    scratch copy of its working directory without notebooks: the notebook being
+    graded, hidden tests included, stays outside. Interrupts go as messages,
+    since the kernel runs in a session of its own. The limits are settable in
+    ``nbgrader_config.py``, e.g. ``c.SandboxedKernelManager.memory_mb = 8192``.
+    """
+
+    transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+    memory_mb = Integer(Limits.memory_mb, help="address space of each sandboxed process, MB").tag(config=True)
+    processes = Integer(Limits.processes, help="processes and threads of the sandbox user").tag(config=True)
+    file_size_mb = Integer(Limits.file_size_mb, help="largest file a kernel may write, MB").tag(config=True)
+    tmp_mb = Integer(Limits.tmp_mb, help="size of the kernel's private /tmp, MB").tag(config=True)
+    uid = Integer(NOBODY, help="unprivileged user id the kernel runs as").tag(config=True)
+
+    _sandbox_root: Path | None = None
+
+    def limits(self) -> Limits:
+        return Limits(memory_mb=self.memory_mb, processes=self.processes,
+                      file_size_mb=self.file_size_mb, tmp_mb=self.tmp_mb)
+
+    async def _async_pre_start_kernel(self, **kw):
+        if self.transport != "ipc":
+            raise ValueError("SandboxedKernelManager.transport must be 'ipc' (the sandbox has no network)")
+        limits = self.limits()
+        workdir = Path(kw.get("cwd") or os.getcwd())
+        self._remove_sandbox_root()
+        root = Path(tempfile.mkdtemp(prefix="llmcourse-sandbox-"))
+        self._sandbox_root = root
+        os.chmod(root, 0o711)  # the sandbox user passes through, lists nothing
+        kernel_dir, scratch = root / "kernel", root / "scratch"
+        kernel_dir.mkdir(mode=0o700)
+        shutil.copytree(workdir, scratch, symlinks=True,
+                        ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints"))
+        give_to(kernel_dir, self.uid)
+        give_to(scratch, self.uid)
+        self.connection_file = str(kernel_dir / "kernel.json")
+        self.ip = str(kernel_dir / "kernel-ipc")
+        assert self.kernel_spec is not None
+        self.kernel_spec.interrupt_mode = "message"
+        kernel_cmd, kw = await super()._async_pre_start_kernel(**kw)
+        give_to(Path(self.connection_file), self.uid)
+        cmd = sandbox_command(kernel_cmd, scratch, writable=[kernel_dir], env=grading_variables(),
+                              limits=limits, uid=self.uid)
+        kw["cwd"] = str(root)
+        kw["env"] = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        return cmd, kw
+
+    def _remove_sandbox_root(self) -> None:
+        if self._sandbox_root is not None:
+            shutil.rmtree(self._sandbox_root, ignore_errors=True)
+            self._sandbox_root = None
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await super()._async_cleanup_resources(restart=restart)
+        if not restart:
+            self._remove_sandbox_root()
