@@ -5,6 +5,8 @@ model on it:
 
 - :class:`CausalLM` (GPT): predict every next token; the loss covers every position.
 - :class:`MaskedLM` (BERT): recover the 15% of chosen tokens; the loss covers those only.
+- :class:`Classification` (fine-tuning): one label per sentence; the loss is the
+  cross-entropy of the classifier's scores (introduced in chapter 8, Fine-tuning).
 
 Introduced in: the Pretraining chapter.
 """
@@ -103,6 +105,36 @@ class MaskedLM:
         chosen = targets != IGNORE_INDEX  # (B, T): score only the chosen positions
         logits = mlm_head(model)(hidden[chosen])  # (N_chosen, V)
         return F.cross_entropy(logits.float(), targets[chosen])
+
+
+@dataclass(frozen=True)
+class Classification:
+    """One label per sentence, from :class:`~llmcourse.finetune.LabelledSentences` data.
+
+    A batch is ``batch_size`` rows drawn at random (with replacement, like the
+    language-model windows), cut to the longest sentence among them: ``inputs``
+    are (B, T') ids, ``targets`` (B,) labels. The attention mask is rebuilt from
+    ``inputs != pad_id``. ``block_size`` is the data's padded width.
+
+    Introduced in: chapter 8, Fine-tuning.
+    """
+
+    block_size: int
+    n_classes: int = 2
+    pad_id: int = 0
+    name: str = "classification"
+
+    def batch(self, data, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        rows = torch.randint(data.ids.size(0), (batch_size,), generator=generator)  # (B,)
+        ids = data.ids[rows]  # (B, T)
+        longest = int((ids != self.pad_id).sum(1).max())
+        return ids[:, : max(longest, 1)], data.labels[rows]  # (B, T'), (B,)
+
+    def loss(self, model: nn.Module, inputs: Tensor, targets: Tensor) -> Tensor:
+        if int(targets.min()) < 0 or int(targets.max()) >= self.n_classes:
+            raise ValueError(f"labels must lie in 0..{self.n_classes - 1}, got {targets.tolist()}")
+        logits = model(inputs, (inputs != self.pad_id).long())  # (B, n_classes)
+        return F.cross_entropy(logits.float(), targets)
 
 
 def mlm_head(model: nn.Module):

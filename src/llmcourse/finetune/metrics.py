@@ -1,0 +1,119 @@
+"""Scores of a classifier, with 95% bootstrap confidence intervals.
+
+The metrics come from scikit-learn (ROC-AUC, accuracy, macro-F1) and the
+intervals from SciPy's ``scipy.stats.bootstrap``: the test sentences are
+resampled with replacement (labels and scores together), each metric recomputed
+on every resample, and the interval read off the 2.5th and 97.5th percentiles.
+SciPy's bias-corrected BCa intervals are one argument away (``method="BCa"``);
+they also need a jackknife, one more metric call per sentence, which triples
+the cost on a test set of 853 sentences.
+
+Introduced in: chapter 8, Fine-tuning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+from scipy import stats
+from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+
+from llmcourse.finetune.data import check_labels
+
+
+def _check(labels, scores, both_classes: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    y = check_labels(np.asarray(labels), 2).numpy()
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 1 or len(s) != len(y):
+        raise ValueError(f"scores must be one number per label ({len(y)}), got shape {s.shape}")
+    if not np.isfinite(s).all():
+        raise ValueError("scores contains NaN or infinity")
+    if both_classes and len(np.unique(y)) < 2:
+        raise ValueError("labels holds a single class: ROC-AUC needs both")
+    return y, s
+
+
+def roc_auc(labels, scores) -> float:
+    """Area under the ROC curve: the chance that a random positive scores above a random negative.
+
+    Introduced in: chapter 8, Fine-tuning.
+    """
+    y, s = _check(labels, scores, both_classes=True)
+    return float(roc_auc_score(y, s))
+
+
+def accuracy(labels, scores, threshold: float = 0.5) -> float:
+    """Share of labels matched by ``scores >= threshold`` (scores are P(positive)).
+
+    Introduced in: chapter 8, Fine-tuning.
+    """
+    y, s = _check(labels, scores)
+    return float(accuracy_score(y, (s >= threshold).astype(int)))
+
+
+def macro_f1(labels, scores, threshold: float = 0.5) -> float:
+    """The F1 of each class, averaged with equal weight.
+
+    Introduced in: chapter 8, Fine-tuning.
+    """
+    y, s = _check(labels, scores)
+    return float(f1_score(y, (s >= threshold).astype(int), average="macro"))
+
+
+METRICS: dict[str, Callable[..., float]] = {"roc_auc": roc_auc, "accuracy": accuracy, "macro_f1": macro_f1}
+_UNCHECKED = {  # the same scores on arrays already checked: the bootstrap calls them thousands of times
+    roc_auc: roc_auc_score,
+    accuracy: lambda y, s: accuracy_score(y, s >= 0.5),
+    macro_f1: lambda y, s: f1_score(y, s >= 0.5, average="macro"),
+}
+
+
+class Estimate(NamedTuple):
+    value: float  # on the whole set
+    low: float  # lower end of the interval
+    high: float  # upper end
+
+
+def bootstrap_interval(
+    metric: Callable[..., float] | str,
+    labels,
+    scores,
+    confidence: float = 0.95,
+    n_resamples: int = 1_000,
+    seed: int = 0,
+    method: str = "percentile",
+) -> Estimate:
+    """``metric(labels, scores)`` and its ``confidence`` bootstrap interval (``scipy.stats.bootstrap``, paired).
+
+    Introduced in: chapter 8, Fine-tuning.
+    """
+    if isinstance(metric, str):
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {sorted(METRICS)} or a function, got {metric!r}")
+        metric = METRICS[metric]
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    y, s = _check(labels, scores, both_classes=metric is roc_auc)
+    fast = _UNCHECKED.get(metric, metric)
+
+    def statistic(y_resampled, s_resampled):
+        y_resampled = y_resampled.astype(np.int64)  # SciPy hands the labels back as floats
+        if metric is roc_auc and len(np.unique(y_resampled)) < 2:  # a resample with one class has no AUC
+            return np.nan
+        return fast(y_resampled, s_resampled)
+
+    result = stats.bootstrap(
+        (y, s), statistic, paired=True, vectorized=False, confidence_level=confidence,
+        n_resamples=n_resamples, method=method, rng=np.random.default_rng(seed),
+    )
+    return Estimate(metric(y, s), float(result.confidence_interval.low), float(result.confidence_interval.high))
+
+
+def classification_report(labels, scores, confidence: float = 0.95, n_resamples: int = 1_000, seed: int = 0) -> dict:
+    """Every metric of :data:`METRICS` as an :class:`Estimate` with its bootstrap interval.
+
+    Introduced in: chapter 8, Fine-tuning.
+    """
+    return {name: bootstrap_interval(name, labels, scores, confidence, n_resamples, seed) for name in METRICS}
