@@ -277,3 +277,25 @@ def test_count_parameters_agrees_with_the_transformers_library():
 def test_count_parameters_rejects_other_objects():
     with pytest.raises(TypeError, match="no parameter formula"):
         count_parameters(dataclasses.make_dataclass("Other", [("d_model", int)])(4))
+
+
+@pytest.mark.parametrize("positions", ["learned", "rope"])
+def test_a_float64_gpt_computes_in_float64(positions):
+    """Softmax, rotary positions and the loss widen bf16 to float32 but never narrow float64:
+    the float64 gradient checks of Appendix A depend on it (gradcheck fails in float32)."""
+    from torch.func import functional_call
+
+    from llmcourse.models import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.tiny(vocab_size=20, block_size=8, n_layer=1, n_head=2, d_model=8,
+                               positions=positions, fused=False)).double().eval()
+    ids = torch.randint(20, (2, 6))
+    out = model(ids, ids)
+    assert out.logits.dtype == out.loss.dtype == torch.float64
+    params = dict(model.named_parameters())
+    weight = params["token_embedding.weight"].detach().clone().requires_grad_()
+    # the loss as a function of the embedding table: autograd against finite differences
+    assert torch.autograd.gradcheck(
+        lambda w: functional_call(model, {**params, "token_embedding.weight": w}, (ids, ids)).loss,
+        (weight,), eps=1e-6, atol=1e-7)

@@ -89,3 +89,14 @@ def autocast(device: torch.device | str, enabled: bool = True):
     if enabled and device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False):
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 if it is in a narrower type (bf16, fp16), else unchanged (float32, float64).
+
+    Softmaxes and losses are computed in float32 under bf16 autocast; a float64
+    model (the gradient checks of Appendix A) keeps float64 all the way through.
+
+    Introduced in: the pretraining chapter (bf16); Appendix A relies on the float64 case.
+    """
+    return x.to(torch.promote_types(x.dtype, torch.float32))

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from llmcourse.device import at_least_float32
 from llmcourse.models.config import ModelConfig
 from llmcourse.nn.attention import KVCache
 from llmcourse.nn.blocks import TransformerBlock, init_weights
@@ -115,7 +116,7 @@ class GPT(nn.Module):
         logits = self.lm_head(self.final_norm(x))  # (B, T, vocab_size)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+            loss = F.cross_entropy(at_least_float32(logits.flatten(0, 1)), targets.flatten(), ignore_index=-100)
         return GPTOutput(logits, loss, tuple(attentions) if output_attentions else None)
 
     def num_parameters(self) -> int:

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from llmcourse.device import at_least_float32
+
 # ----------------------------------------------------------------------------- masks
 
 
@@ -83,7 +85,7 @@ def scaled_dot_product_attention(
     scores = q @ k.transpose(-2, -1) / math.sqrt(d)  # (..., T_q, T_k)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
-    weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)  # softmax over the keys
+    weights = torch.softmax(at_least_float32(scores), dim=-1).to(q.dtype)  # softmax over the keys
     if mask is not None:
         weights = weights.nan_to_num(0.0)  # rows with no allowed key: 0/0 -> 0
     if dropout_p > 0.0 and training:

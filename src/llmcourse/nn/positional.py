@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from llmcourse.device import at_least_float32
+
 
 def _check_even(d: int, what: str) -> None:
     if d <= 0 or d % 2:
@@ -80,7 +82,7 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     x: (..., T, hs); cos, sin: (T, hs/2). A 2-D rotation per pair, so norms are kept
     and <R(p) q, R(s) k> depends on p - s only.
     """
-    x1, x2 = x[..., 0::2].float(), x[..., 1::2].float()  # (..., T, hs/2) each
+    x1, x2 = at_least_float32(x[..., 0::2]), at_least_float32(x[..., 1::2])  # (..., T, hs/2) each
     out = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)  # (..., T, hs/2, 2)
     return out.flatten(-2).to(x.dtype)  # (..., T, hs), pairs interleaved back
 

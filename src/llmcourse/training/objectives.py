@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from llmcourse.device import at_least_float32
 from llmcourse.training.batches import IGNORE_INDEX, causal_lm_batch, mlm_batch
 
 
@@ -29,7 +30,7 @@ def next_token_loss(logits: Tensor, targets: Tensor) -> Tensor:
 
     Introduced in: the Pretraining chapter.
     """
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
+    return F.cross_entropy(at_least_float32(logits.flatten(0, 1)), targets.flatten(), ignore_index=IGNORE_INDEX)
 
 
 @torch.no_grad()
@@ -54,7 +55,7 @@ def stream_loss(model: nn.Module, tokens: np.ndarray | Tensor, block_size: int, 
     total = 0.0
     for x, y in batches:
         logits = model(x.to(device)).logits  # (B, T, V)
-        total += F.cross_entropy(logits.flatten(0, 1).float(), y.flatten().to(device), reduction="sum").item()
+        total += F.cross_entropy(at_least_float32(logits.flatten(0, 1)), y.flatten().to(device), reduction="sum").item()
     return total / (len(ids) - 1)
 
 
@@ -104,7 +105,7 @@ class MaskedLM:
         hidden = model(inputs).last_hidden_state  # (B, T, d_model)
         chosen = targets != IGNORE_INDEX  # (B, T): score only the chosen positions
         logits = mlm_head(model)(hidden[chosen])  # (N_chosen, V)
-        return F.cross_entropy(logits.float(), targets[chosen])
+        return F.cross_entropy(at_least_float32(logits), targets[chosen])
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ class Classification:
         if int(targets.min()) < 0 or int(targets.max()) >= self.n_classes:
             raise ValueError(f"labels must lie in 0..{self.n_classes - 1}, got {targets.tolist()}")
         logits = model(inputs, (inputs != self.pad_id).long())  # (B, n_classes)
-        return F.cross_entropy(logits.float(), targets)
+        return F.cross_entropy(at_least_float32(logits), targets)
 
 
 def mlm_head(model: nn.Module):
