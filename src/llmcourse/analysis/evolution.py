@@ -44,6 +44,15 @@ def _set_lr(optimizer: torch.optim.Optimizer, step: int, lr: float, steps: int) 
         group["lr"] = lr_at(step, lr, max(1, steps // 10), steps, lr / 10)
 
 
+def _update(model: nn.Module, optimizer: torch.optim.Optimizer, loss: Tensor) -> float:
+    """One step: gradients of ``loss``, clipped to norm 1, then the optimizer's update; returns the loss."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    return loss.item()
+
+
 def train_causal_lm(
     model: nn.Module,
     tokens: np.ndarray | Tensor,
@@ -74,11 +83,7 @@ def train_causal_lm(
         x, y = causal_lm_batch(tokens, block_size, batch_size, generator)  # (B, T), (B, T)
         logits = model(x).logits  # (B, T, V)
         loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        losses.append(loss.item())
+        losses.append(_update(model, optimizer, loss))
     return losses, time.perf_counter() - start
 
 
@@ -131,11 +136,7 @@ def train_seq2seq(
         _set_lr(optimizer, step, lr, steps)
         length = lengths[int(torch.randint(len(lengths), (1,), generator=generator))]
         loss = model(*copy_batch(length, batch_size, generator, n_symbols, reverse)).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        losses.append(loss.item())
+        losses.append(_update(model, optimizer, loss))
     return losses
 
 
