@@ -1,4 +1,4 @@
-"""The Introduction chapter's harnesses: next-token training and the copy task."""
+"""The Introduction chapter's experiments: a GRU and a GPT through the course's Trainer, and the copy task."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from llmcourse.analysis.evolution import (
     FIRST_SYMBOL,
     copy_accuracy,
     copy_batch,
-    train_causal_lm,
     train_seq2seq,
 )
 from llmcourse.models import GPT, RNNLM, GPTConfig, RNNConfig, RNNSeq2Seq, RNNSeq2SeqConfig
+from llmcourse.training import CausalLM, TrainConfig, Trainer
 
 SEEDS = range(5)
 
@@ -75,39 +75,49 @@ def _stream(n=4000, seed=0):
     return np.concatenate([(s + np.arange(8)) % 16 for s in starts])
 
 
+def _model(kind: str, block_size: int = 16) -> nn.Module:
+    if kind == "gru":
+        return RNNLM(RNNConfig(vocab_size=16, d_embed=16, d_hidden=32))
+    return GPT(GPTConfig(vocab_size=16, block_size=block_size, n_layer=1, n_head=2, d_model=32))
+
+
+def _trainer(model: nn.Module, seed: int, steps: int = 80, block_size: int = 16) -> Trainer:
+    config = TrainConfig(max_steps=steps, batch_size=16, lr=1e-2, warmup_steps=steps // 10, eval_interval=steps,
+                         eval_batches=2, seed=seed, progress=False)
+    return Trainer(model, CausalLM(block_size), _stream(seed=seed), _stream(800, seed=seed + 100), config)
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("kind", ["gru", "gpt"])
-def test_train_causal_lm_learns_a_rule(kind, seed):
+def test_the_trainer_teaches_a_rnn_and_a_gpt_the_same_rule(kind, seed):
+    """The chapter trains its GRU and its small GPT with the course's Trainer: both must learn."""
     torch.manual_seed(seed)
-    if kind == "gru":
-        model = RNNLM(RNNConfig(vocab_size=16, d_embed=16, d_hidden=32))
-    else:
-        model = GPT(GPTConfig(vocab_size=16, block_size=16, n_layer=1, n_head=2, d_model=32))
-    losses, seconds = train_causal_lm(model, _stream(seed=seed), steps=80, batch_size=16,
-                                      block_size=16, lr=1e-2, seed=seed)
-    assert len(losses) == 80 and seconds > 0
-    # 7 of every 8 next tokens are determined: the loss falls from ln 16 = 2.77 to near ln(16) / 8
-    assert losses[0] > 2.4 and np.mean(losses[-10:]) < 1.0
+    history = _trainer(_model(kind), seed).fit()
+    assert len(history.train_loss) == 80
+    # 7 of every 8 next tokens are determined: the loss falls from ln 16 = 2.77 to near ln(16) / 8 = 0.35
+    assert history.train_loss[0] > 2.4 and np.mean(history.train_loss[-10:]) < 1.0
+    assert history.val_loss[-1] < 1.0
 
 
-def test_train_causal_lm_same_seed_same_batches():
-    runs = []
-    for _ in range(2):
+def test_a_rnn_and_a_gpt_see_the_same_batches():
+    """Same TrainConfig seed, same windows: the ladder's two networks get the same data in the same order."""
+    seen = {}
+    for kind in ("gru", "gpt"):
         torch.manual_seed(0)
-        model = GPT(GPTConfig(vocab_size=16, block_size=8, n_layer=1, n_head=2, d_model=16))
-        runs.append(train_causal_lm(model, _stream(), steps=5, batch_size=4, block_size=8, seed=1)[0])
-    assert runs[0] == runs[1]
+        model = _model(kind)
+        inputs = []
+        original = model.forward
+        model.forward = lambda idx, *a, **k: (inputs.append(idx.clone()), original(idx, *a, **k))[1]
+        _trainer(model, seed=3, steps=5).fit()
+        seen[kind] = inputs[:5]  # the five training batches (evaluation comes after them)
+    assert all(torch.equal(a, b) for a, b in zip(seen["gru"], seen["gpt"]))
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    ({"steps": 0}, "steps"), ({"batch_size": -1}, "batch_size"), ({"block_size": 2.0}, "block_size"),
-    ({"lr": 0.0}, "lr"), ({"lr": float("nan")}, "lr"),
-])
-def test_train_causal_lm_names_a_bad_argument(kwargs, name):
-    model = GPT(GPTConfig(vocab_size=16, block_size=8, n_layer=1, n_head=2, d_model=16))
-    args = {"steps": 1, "batch_size": 2, "block_size": 4, "lr": 1e-3} | kwargs
-    with pytest.raises(ValueError, match=name):
-        train_causal_lm(model, _stream(), **args)
+def test_a_rnn_has_no_context_limit_for_the_trainer():
+    """A GPT refuses windows longer than its context; a recurrent network reads any length."""
+    with pytest.raises(ValueError, match="context"):
+        _trainer(_model("gpt", block_size=8), seed=0, steps=1, block_size=16)
+    _trainer(_model("gru"), seed=0, steps=1, block_size=200).fit()
 
 
 @pytest.mark.parametrize("seed", SEEDS)

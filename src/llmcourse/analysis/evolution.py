@@ -1,33 +1,24 @@
-"""Small, repeatable experiments behind the Introduction chapter's "evolution" of language models.
+"""The copy task behind the Introduction chapter's step from recurrence to attention.
 
-Two harnesses, so that the chapter and the offline checks over several seeds run
-exactly the same code:
-
-- :func:`train_causal_lm`: the plain next-token training loop (AdamW, warm-up and
-  cosine, clipping) for any model whose output has ``.logits`` (a GPT or an
-  :class:`~llmcourse.models.RNNLM`), on random windows of one token stream. Two
-  models given the same ``steps``, ``batch_size`` and ``block_size`` see exactly
-  the same tokens.
-- :func:`copy_batch`, :func:`train_seq2seq` and :func:`copy_accuracy`: the copy
-  task (read ``L`` symbols, write them out again, or backwards with
-  ``reverse=True``) that exposes the single-vector bottleneck of an
-  encoder-decoder without attention.
+:func:`copy_batch`, :func:`train_seq2seq` and :func:`copy_accuracy`: the copy
+task (read ``L`` symbols, write them out again, or backwards with
+``reverse=True``) that exposes the single-vector bottleneck of an
+encoder-decoder without attention. The chapter and the checks over several
+seeds run exactly this code. (The chapter's language models need no harness of
+their own: the course's :class:`~llmcourse.training.Trainer` trains a GPT and an
+:class:`~llmcourse.models.RNNLM` alike.)
 
 Introduced in: the Introduction chapter (chapter 1).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from llmcourse.training.batches import causal_lm_batch
-from llmcourse.training.optim import lr_at, make_optimizer
+from llmcourse.training.optim import lr_at
 
 BOS = 1  # starts every decoder input of the copy task
 FIRST_SYMBOL = 2  # symbol k of the copy task has id FIRST_SYMBOL + k (ids 0 and 1 are special)
@@ -42,49 +33,6 @@ def _set_lr(optimizer: torch.optim.Optimizer, step: int, lr: float, steps: int) 
     """Warm-up over the first tenth of the steps, then cosine down to lr / 10 (the course's schedule)."""
     for group in optimizer.param_groups:
         group["lr"] = lr_at(step, lr, max(1, steps // 10), steps, lr / 10)
-
-
-def _update(model: nn.Module, optimizer: torch.optim.Optimizer, loss: Tensor) -> float:
-    """One step: gradients of ``loss``, clipped to norm 1, then the optimizer's update; returns the loss."""
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    optimizer.step()
-    return loss.item()
-
-
-def train_causal_lm(
-    model: nn.Module,
-    tokens: np.ndarray | Tensor,
-    steps: int,
-    batch_size: int = 16,
-    block_size: int = 128,
-    lr: float = 3e-3,
-    seed: int = 0,
-) -> tuple[list[float], float]:
-    """Train ``model`` to predict the next token on random windows of ``tokens``.
-
-    Returns (the training loss of every step, the seconds the steps took). The
-    windows come from a generator seeded with ``seed``, so models trained with the
-    same arguments see the same batches in the same order.
-
-    Introduced in: the Introduction chapter (chapter 1).
-    """
-    for name, value in (("steps", steps), ("batch_size", batch_size), ("block_size", block_size)):
-        _check_positive(name, value)
-    if not lr > 0:
-        raise ValueError(f"lr must be positive, got {lr!r}")
-    optimizer = make_optimizer(model, lr)
-    generator = torch.Generator().manual_seed(seed)
-    model.train()
-    losses, start = [], time.perf_counter()
-    for step in range(steps):
-        _set_lr(optimizer, step, lr, steps)
-        x, y = causal_lm_batch(tokens, block_size, batch_size, generator)  # (B, T), (B, T)
-        logits = model(x).logits  # (B, T, V)
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
-        losses.append(_update(model, optimizer, loss))
-    return losses, time.perf_counter() - start
 
 
 def copy_batch(
@@ -136,7 +84,11 @@ def train_seq2seq(
         _set_lr(optimizer, step, lr, steps)
         length = lengths[int(torch.randint(len(lengths), (1,), generator=generator))]
         loss = model(*copy_batch(length, batch_size, generator, n_symbols, reverse)).loss
-        losses.append(_update(model, optimizer, loss))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        losses.append(loss.item())
     return losses
 
 

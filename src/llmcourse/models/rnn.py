@@ -86,6 +86,8 @@ class RNNLM(nn.Module):
     Introduced in: the Introduction chapter (chapter 1).
     """
 
+    context_limit = None  # reads inputs of any length (the Trainer checks windows against this)
+
     def __init__(self, config: RNNConfig):
         super().__init__()
         self.config = c = config

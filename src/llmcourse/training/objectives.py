@@ -59,8 +59,14 @@ def stream_loss(model: nn.Module, tokens: np.ndarray | Tensor, block_size: int, 
     return total / (len(ids) - 1)
 
 
-def context_length(model: nn.Module) -> int:
-    """The longest input ``model`` accepts (GPT's ``block_size``, BERT's ``max_positions``)."""
+def context_length(model: nn.Module) -> int | None:
+    """The longest input ``model`` accepts (GPT's ``block_size``, BERT's ``max_positions``).
+
+    ``None`` for a model without a limit: a recurrent network reads any length (its
+    class says so with ``context_limit = None``).
+    """
+    if getattr(type(model), "context_limit", 0) is None:
+        return None
     config = getattr(model, "config", None)
     for name in ("block_size", "max_positions"):
         if hasattr(config, name):

@@ -363,7 +363,7 @@ class Trainer:
 def _check_data(model, objective, train_tokens, val_tokens, config: TrainConfig, world_size: int) -> None:
     """Stop with a clear message on settings that cannot work."""
     context = context_length(model)
-    if objective.block_size > context:
+    if context is not None and objective.block_size > context:
         raise ValueError(
             f"block_size={objective.block_size} is longer than the model's context of {context} tokens"
         )
