@@ -27,7 +27,7 @@ if _workers > 1:
     torch.set_num_threads(_threads)
 
 # the files whose module fixtures take minutes, longest first
-SLOW_FILES = ("test_book.py", "test_grading.py")
+SLOW_FILES = ("test_book.py", "test_grading.py", "test_hostile.py")
 
 
 def pytest_collection_modifyitems(config, items):

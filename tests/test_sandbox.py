@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -118,6 +120,56 @@ def test_command_binds_src_but_not_the_repository(tmp_path):
 def test_missing_bwrap_says_how_to_install(tmp_path):
     with pytest.raises(SandboxUnavailable, match="apt-get install bubblewrap"):
         sandbox.check_available(bwrap=str(tmp_path / "no-bwrap"))
+
+
+# The sandbox mounts a private, empty /tmp: a Python installation under the host's /tmp
+# would vanish from the kernel's view, and grading would only say "Kernel died".
+TMP_IS_TMP = pytest.mark.skipif(os.path.realpath("/tmp") != "/tmp", reason="/tmp is a link here")
+
+
+@TMP_IS_TMP
+def test_command_refuses_a_python_under_tmp(tmp_path):
+    venv = tempfile.mkdtemp(prefix="llmcourse-venv-", dir="/tmp")
+    try:
+        with pytest.raises(SandboxUnavailable, match="private, empty /tmp") as exc:
+            sandbox.sandbox_command(["true"], tmp_path, read_only=[venv, "/usr"])
+        assert venv in str(exc.value) and "outside /tmp" in str(exc.value)
+    finally:
+        os.rmdir(venv)
+
+
+def test_check_available_names_the_folder_under_tmp(monkeypatch):
+    monkeypatch.setattr(sandbox, "python_paths", lambda: ["/tmp/course/.venv", "/tmp/course/src"])
+    with pytest.raises(SandboxUnavailable) as exc:
+        sandbox.check_available()
+    text = str(exc.value)
+    assert "/tmp/course/.venv, /tmp/course/src" in text and "create the virtual environment anew" in text
+
+
+@TMP_IS_TMP
+def test_kernel_start_says_why_instead_of_dying(monkeypatch, tmp_path):
+    real = sandbox.python_paths()
+    monkeypatch.setattr(sandbox, "python_paths", lambda: ["/tmp/course/.venv", *real])
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")])
+    with pytest.raises(SandboxUnavailable, match="/tmp/course/.venv"):
+        _client(nb, tmp_path, timeout=30).execute()
+
+
+@needs_bwrap
+@TMP_IS_TMP
+def test_a_folder_under_tmp_is_hidden_in_the_sandbox(monkeypatch):
+    """Why the check above exists: without it, a folder under /tmp is bound, then covered."""
+    hidden = tempfile.mkdtemp(prefix="llmcourse-hidden-", dir="/tmp")
+    monkeypatch.setattr(sandbox, "check_not_under_tmp", lambda paths: None)
+    try:
+        def sees(path):
+            cmd = sandbox.sandbox_command(["/usr/bin/test", "-d", path], None, read_only=[hidden, *sandbox.python_paths()],
+                                          uid=UID)
+            return subprocess.run(cmd, capture_output=True, timeout=60).returncode == 0
+
+        assert sees(sandbox.python_paths()[0]) and not sees(hidden)
+    finally:
+        os.rmdir(hidden)
 
 
 @pytest.mark.parametrize("text, kind", [

@@ -5,7 +5,9 @@ Used through the ``llmcourse`` command (:mod:`llmcourse.grading.cli`):
 - ``llmcourse release``    solutions/ -> exercises/ (:mod:`~llmcourse.grading.release`)
 - ``llmcourse validate``   solutions pass every test, stubs pass none (:mod:`~llmcourse.grading.validate`)
 - ``llmcourse autograde``  a folder of submissions -> grades.csv, feedback, gradebook
-  (:mod:`~llmcourse.grading.autograde`, one :mod:`~llmcourse.grading.worker` process per student)
+  (:mod:`~llmcourse.grading.autograde`, one :mod:`~llmcourse.grading.worker` process per student);
+  the submissions folder is read as untrusted input (:mod:`~llmcourse.grading.intake`) and
+  feedback pages are made safe to open and send (:mod:`~llmcourse.grading.feedback`)
 
 nbgrader settings live in the repository's ``nbgrader_config.py``
 (:mod:`~llmcourse.grading.course` loads it). nbgrader itself is imported only

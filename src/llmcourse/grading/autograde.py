@@ -7,14 +7,22 @@ Output (in ``--out DIR``):
                             ``student_id,assignment,score,max_score,status,notebooks``;
 * ``gradebook.db``          a real nbgrader gradebook (SQLite) holding every grade,
                             so ``nbgrader export``/formgrader can work from it;
-* ``feedback/<student_id>/<assignment>/<notebook>.html``  nbgrader's feedback page
-                            (or a short page saying why there is none);
+* ``feedback/<student_id>/<assignment>/<notebook>.html``  nbgrader's feedback page, made
+                            safe to open and to send (:mod:`llmcourse.grading.feedback`:
+                            no script from student content, no hidden tests unless
+                            ``feedback_shows_tests``), or a short page saying why there is none;
 * ``autograded/<student_id>/<assignment>/<notebook>.ipynb``  the executed notebooks;
 * ``logs/<student_id>/<assignment>.log``  nbgrader's log for that submission;
 * ``results.json``          everything above plus per-cell scores and timings.
 
 Design
 ------
+The stages: scan the submissions folder, untrusted input, without following or
+reading anything unsafe (:mod:`llmcourse.grading.intake`); stage one scratch job
+per gradable submission (:func:`plan_jobs`); run the jobs in worker processes
+(:func:`run_jobs`, :mod:`llmcourse.grading.worker`); collect their results
+(:func:`collect_result`); write the outputs.
+
 nbgrader keeps its state in one SQLite gradebook and is not built to have
 several processes autograde into it at once. So every (student, assignment)
 pair is graded in an isolated scratch course root with a private copy of a
@@ -46,7 +54,14 @@ Robustness (each case costs only the points it affects and is named in ``status`
 * a cell that runs past ``--timeout`` seconds (``while True: pass``): nbgrader
   interrupts it and goes on with the next cell (``timeout: ...``); a worker
   that still runs after ``--student-timeout`` seconds is killed (``timeout:``);
-* anything else that stops nbgrader: ``error: ...`` for that notebook only.
+* anything else that stops nbgrader: ``error: ...`` for that notebook only;
+* anything unsafe in the submissions folder (:mod:`llmcourse.grading.intake`) is
+  never followed or read: a symbolic link, a hard link, a pipe or device
+  (``unsafe file: ...``), a notebook over ``max_notebook_mb``
+  (``notebook too large: ...``), JSON nested too deeply (``malformed notebook: ...``),
+  a ``timestamp.txt`` that is no date (``bad timestamp: ...``, graded all the same),
+  and a folder name that is no valid student id (``invalid student id: ...``: a row
+  under a printable form of the name, but no gradebook entry and no output folder).
 
 Re-running is safe: rows, feedback and gradebook entries of the assignments
 being graded are replaced, those of other assignments are kept.
@@ -59,7 +74,6 @@ import html
 import json
 import logging
 import os
-import re
 import select
 import shutil
 import signal
@@ -84,12 +98,12 @@ from llmcourse.grading.course import (
     is_ignored_name,
     sqlite_url,
 )
+from llmcourse.grading import intake
 from llmcourse.grading.execution import ensure_tool_path, grading_env, nbgrader_meta
 
 log = logging.getLogger("llmcourse.grading")
 
 CSV_COLUMNS = ["student_id", "assignment", "score", "max_score", "status", "notebooks"]
-STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
 
 
 def fmt_points(value: float) -> str:
@@ -132,6 +146,7 @@ class Row:
     issues: list[str] = field(default_factory=list)
     seconds: float = 0.0
     timestamp: str | None = None
+    valid_id: bool = True  # False: a folder name that is no student id; no gradebook entry, no feedback
 
     @property
     def score(self) -> float:
@@ -181,79 +196,33 @@ class AutogradeReport:
 # ----------------------------------------------------------------------------
 def scan_submissions(
     course: Course, submissions: Path, assignments: Iterable[str] | None, warn: Callable[[str], None]
-) -> tuple[list[str], list[str], dict[str, dict[str, Path]]]:
-    """Find students and their assignment folders; warn about anything else."""
+) -> tuple[list[intake.StudentFolder], list[str]]:
+    """The students in ``submissions`` (see :mod:`llmcourse.grading.intake`) and the assignments to grade."""
     if not submissions.exists():
         raise GradingError(f"submissions folder {submissions} does not exist")
     if not submissions.is_dir():
         raise GradingError(f"submissions path {submissions} is not a folder")
-    known = set(course.assignments())
     wanted = set(course.resolve_assignments(assignments)) if assignments else None
-    students: list[str] = []
-    found: dict[str, dict[str, Path]] = {}
-    for entry in sorted(submissions.iterdir()):
-        if is_ignored_name(entry.name):
-            warn(f"ignoring {entry} (hidden or editor folder)")
-            continue
-        if not entry.is_dir():
-            warn(f"ignoring stray file {entry} (expected one folder per student)")
-            continue
-        if not STUDENT_ID.match(entry.name):
-            warn(f"ignoring {entry}: {entry.name!r} is not a valid student id "
-                 "(letters, digits, '_', '.', '@', '-')")
-            continue
-        students.append(entry.name)
-        found[entry.name] = {}
-        for sub in sorted(entry.iterdir()):
-            if is_ignored_name(sub.name):
-                warn(f"ignoring {sub} (hidden or editor folder)")
-            elif not sub.is_dir():
-                warn(f"ignoring stray file {sub} (expected {entry.name}/<assignment>/<notebook>.ipynb)")
-            elif sub.name not in known:
-                warn(f"ignoring {sub}: no assignment {sub.name!r} in {course.source_dir}")
-            elif wanted is None or sub.name in wanted:
-                found[entry.name][sub.name] = sub
-    if wanted is not None:
-        names = sorted(wanted)
-    else:
-        names = sorted({a for per in found.values() for a in per})
+    students = intake.scan(submissions, course.assignments(), wanted, warn)
     if not students:
         raise GradingError(
             f"no student folders in {submissions} "
             "(expected SUBMISSIONS/<student_id>/<assignment>/<notebook>.ipynb)"
         )
+    names = sorted(wanted) if wanted is not None else sorted({a for s in students for a in s.assignments})
     if not names:
         raise GradingError(
             f"no submissions for any assignment of the course in {submissions}; "
-            f"assignments are: {', '.join(sorted(known)) or '(none)'}"
+            f"assignments are: {', '.join(course.assignments()) or '(none)'}"
         )
-    return students, names, found
+    return students, names
 
 
-def load_submitted_notebook(path: Path) -> tuple[object | None, str | None]:
-    """Read a submitted notebook; return (notebook, None) or (None, reason it is malformed)."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        return None, f"{path.name} cannot be read ({exc.strerror})"
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None, f"{path.name} is not UTF-8 text"
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        return None, f"{path.name} is not valid JSON ({exc})"
-    if not isinstance(data, dict) or "cells" not in data and "worksheets" not in data:
-        kind = type(data).__name__
-        return None, f"{path.name} is JSON but not a Jupyter notebook (a {kind} without 'cells')"
-    try:
-        nb = nbformat.reads(text, as_version=4)
-        nbformat.validate(nb)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return None, f"{path.name} is not a valid Jupyter notebook ({first[:160]})"
-    return nb, None
+def load_submitted_notebook(path: Path, max_mb: float = intake.DEFAULT_MAX_NOTEBOOK_MB
+                            ) -> tuple[object | None, str | None]:
+    """Read a submitted notebook; return (notebook, None) or (None, why it is not graded)."""
+    nb, _, problem = intake.read_notebook(path.parent, [path.name], max_mb)
+    return nb, problem.removeprefix("malformed notebook: ") if problem else None
 
 
 def compare_locked_cells(submitted, released) -> tuple[list[str], list[str]]:
@@ -279,28 +248,55 @@ def compare_locked_cells(submitted, released) -> tuple[list[str], list[str]]:
     return modified, deleted
 
 
-def prepare_job(row: Row, folder: Path, job_root: Path, released: dict, warn: Callable[[str], None]) -> list[str]:
+def prepare_job(row: Row, submissions: Path, job_root: Path, released: dict, max_mb: float,
+                warn: Callable[[str], None]) -> list[str]:
     """Check one student's assignment folder and stage what can be graded.
 
-    Copies the gradable notebooks (and ``timestamp.txt``) into
-    ``job_root/submitted/<student>/<assignment>/``, records every problem in
-    ``row.issues`` and returns the names of the notebooks to grade.
+    Writes the notebooks that pass every check (and a valid ``timestamp.txt``),
+    as the bytes that were checked, into ``job_root/submitted/<student>/<assignment>/``;
+    records every problem in ``row.issues`` and returns the names of the notebooks to grade.
     """
     expected = list(released)
+    folder = (row.student_id, row.assignment)
     dest = job_root / "submitted" / row.student_id / row.assignment
     dest.mkdir(parents=True)
-    present: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if is_ignored_name(path.name):
-            warn(f"ignoring {path} (hidden or editor file)")
-        elif path.is_file() and path.suffix == ".ipynb":
-            present[path.stem] = path
-        elif path.is_file() and path.name == "timestamp.txt":
-            row.timestamp = path.read_text(encoding="utf-8", errors="replace").strip() or None
-            shutil.copy(path, dest / path.name)
+    present: list[str] = []
+    for entry in intake.list_folder(submissions, folder):
+        shown = f"{submissions}/{intake.shown_path([*folder, entry.name])}"
+        if is_ignored_name(entry.name):
+            warn(f"ignoring {shown} (hidden or editor file)")
+        elif entry.name.endswith(".ipynb"):
+            present.append(entry.name[: -len(".ipynb")])
+        elif entry.name == "timestamp.txt":
+            row.timestamp, problem = intake.read_timestamp(submissions, [*folder, entry.name])
+            if problem:
+                row.issues.append(problem)
+            elif row.timestamp:
+                (dest / "timestamp.txt").write_text(row.timestamp, encoding="utf-8")
         else:
-            warn(f"ignoring stray {'folder' if path.is_dir() else 'file'} {path}")
-    unexpected = sorted(set(present) - set(expected))
+            warn(f"ignoring stray {entry.kind} {shown}")
+    name_issues(row, expected, present)
+    gradable = []
+    for nb_name in expected:
+        if nb_name not in present:
+            continue
+        nb, raw, problem = intake.read_notebook(submissions, [*folder, f"{nb_name}.ipynb"], max_mb)
+        if problem:
+            row.issues.append(problem)
+            continue
+        modified, deleted = compare_locked_cells(nb, released[nb_name])
+        if modified:
+            row.issues.append(f"test cell modified (restored): {nb_name}.ipynb {', '.join(modified)}")
+        if deleted:
+            row.issues.append(f"test cell deleted (restored): {nb_name}.ipynb {', '.join(deleted)}")
+        (dest / f"{nb_name}.ipynb").write_bytes(raw)
+        gradable.append(nb_name)
+    return gradable
+
+
+def name_issues(row: Row, expected: list[str], present: list[str]) -> None:
+    """``missing notebook`` and ``wrong notebook name`` issues of one submission."""
+    unexpected = sorted(intake.printable(nb) for nb in set(present) - set(expected))
     missing = [nb for nb in expected if nb not in present]
     if len(missing) == 1 and len(unexpected) == 1:
         row.issues.append(
@@ -311,22 +307,6 @@ def prepare_job(row: Row, folder: Path, job_root: Path, released: dict, warn: Ca
         row.issues.extend(
             f"wrong notebook name: {nb}.ipynb is not part of {row.assignment} (not graded)" for nb in unexpected
         )
-    gradable = []
-    for nb_name in expected:
-        if nb_name not in present:
-            continue
-        nb, problem = load_submitted_notebook(present[nb_name])
-        if problem:
-            row.issues.append(f"malformed notebook: {problem}")
-            continue
-        modified, deleted = compare_locked_cells(nb, released[nb_name])
-        if modified:
-            row.issues.append(f"test cell modified (restored): {nb_name}.ipynb {', '.join(modified)}")
-        if deleted:
-            row.issues.append(f"test cell deleted (restored): {nb_name}.ipynb {', '.join(deleted)}")
-        shutil.copy(present[nb_name], dest / f"{nb_name}.ipynb")
-        gradable.append(nb_name)
-    return gradable
 
 
 # ----------------------------------------------------------------------------
@@ -436,7 +416,8 @@ class WorkerProcess:
         self.log.close()
 
 
-def run_job(job: Job, course: Course, timeout: float, limit: float, worker: WorkerProcess) -> dict:
+def run_job(job: Job, course: Course, timeout: float, limit: float, worker: WorkerProcess,
+            feedback_shows_tests: bool = False) -> dict:
     job_file = job.root / "job.json"
     job_file.write_text(json.dumps({
         "root": str(job.root),
@@ -445,6 +426,7 @@ def run_job(job: Job, course: Course, timeout: float, limit: float, worker: Work
         "assignment": job.row.assignment,
         "notebooks": job.notebooks,
         "timeout": timeout,
+        "feedback_shows_tests": feedback_shows_tests,
     }))
     start = time.perf_counter()
     outcome = worker.run(job_file, limit)
@@ -520,6 +502,8 @@ def record_in_gradebook(course: Course, db_path: Path, template_root: Path, temp
         generate(course, assignments, root=template_root, db_url=db_url)
     with Gradebook(db_url, course_id) as gb:
         for row in rows:
+            if not row.valid_id:
+                continue
             gb.update_or_create_student(row.student_id)
             kwargs = {"timestamp": row.timestamp} if row.timestamp else {}
             gb.add_submission(row.assignment, row.student_id, **kwargs)
@@ -549,8 +533,14 @@ def autograde(
     student_timeout: float | None = None,
     assignments: Iterable[str] | None = None,
     progress: Callable[[str], None] | None = None,
+    feedback_shows_tests: bool = False,
+    max_notebook_mb: float = intake.DEFAULT_MAX_NOTEBOOK_MB,
 ) -> AutogradeReport:
-    """Grade every student in ``submissions`` into ``out``; see the module docstring."""
+    """Grade every student in ``submissions`` into ``out``; see the module docstring.
+
+    Feedback pages show the hidden tests' source only with ``feedback_shows_tests``;
+    a notebook over ``max_notebook_mb`` megabytes is not read.
+    """
     start_all = time.perf_counter()
     ensure_tool_path()
     submissions = Path(submissions).resolve()
@@ -562,7 +552,9 @@ def autograde(
         report.warnings.append(msg)
         log.warning(msg)
 
-    students, names, found = scan_submissions(course, submissions, assignments, warn)
+    if not 0 < max_notebook_mb < float("inf"):
+        raise GradingError("--max-notebook-mb must be a finite, positive number of megabytes")
+    students, names = scan_submissions(course, submissions, assignments, warn)
     if out == submissions or submissions in out.parents:
         raise GradingError(f"--out {out} must not be inside the submissions folder {submissions}")
     timeout = float(timeout if timeout is not None else course.cell_timeout())
@@ -578,10 +570,12 @@ def autograde(
         template = tmp / "template"
         say(f"preparing {', '.join(names)} from {course.source_dir}")
         released = prepare_template(course, names, template, warn)
-        jobs_to_run = plan_jobs(report, students, names, found, released, template, tmp, warn)
+        jobs_to_run = plan_jobs(report, students, names, submissions, released, template, tmp,
+                                max_notebook_mb, warn)
         say(f"grading {len(jobs_to_run)} submission(s) with {jobs} parallel job(s), "
             f"{fmt_points(timeout)} s per cell")
-        results = run_jobs(jobs_to_run, course, timeout, student_timeout, jobs, tmp, say)
+        results = run_jobs(jobs_to_run, course, timeout, student_timeout, jobs, tmp, say,
+                           feedback_shows_tests)
         clear_outputs(out, names)
         for job, result in results:
             collect_result(job, result, out, timeout, student_timeout)
@@ -627,22 +621,26 @@ def empty_grade(name: str, released_nb) -> NotebookGrade:
     return grade
 
 
-def plan_jobs(report: AutogradeReport, students: list[str], names: list[str], found: dict,
-              released: dict, template: Path, tmp: Path, warn: Callable[[str], None]) -> list[Job]:
+def plan_jobs(report: AutogradeReport, students: list[intake.StudentFolder], names: list[str],
+              submissions: Path, released: dict, template: Path, tmp: Path, max_mb: float,
+              warn: Callable[[str], None]) -> list[Job]:
     """One row per (student, assignment) in ``report``; one scratch job per gradable submission."""
     planned: list[Job] = []
     for student in students:
         for assignment in names:
-            row = Row(student_id=student, assignment=assignment)
+            row = Row(student_id=student.student_id, assignment=assignment, valid_id=student.valid_id)
             report.rows.append(row)
             row.notebooks = {nb: empty_grade(nb, released[assignment][nb]) for nb in released[assignment]}
-            folder = found[student].get(assignment)
-            if folder is None:
-                row.issues.append(f"missing submission: no folder {student}/{assignment}/")
+            problem = student.problem or student.assignments.get(assignment)
+            if problem:
+                row.issues.append(problem)
                 continue
-            job_root = tmp / "jobs" / student / assignment
+            if assignment not in student.assignments:
+                row.issues.append(f"missing submission: no folder {student.name}/{assignment}/")
+                continue
+            job_root = tmp / "jobs" / student.name / assignment
             try:
-                gradable = prepare_job(row, folder, job_root, released[assignment], warn)
+                gradable = prepare_job(row, submissions, job_root, released[assignment], max_mb, warn)
             except Exception as exc:  # an unreadable submission must not stop the batch
                 row.issues.append(f"error: could not read the submission ({type(exc).__name__}: {exc})")
                 continue
@@ -657,7 +655,7 @@ def plan_jobs(report: AutogradeReport, students: list[str], names: list[str], fo
 
 
 def run_jobs(planned: list[Job], course: Course, timeout: float, student_timeout: float, jobs: int,
-             tmp: Path, say: Callable[[str], None]) -> list[tuple[Job, dict]]:
+             tmp: Path, say: Callable[[str], None], feedback_shows_tests: bool = False) -> list[tuple[Job, dict]]:
     """Grade the jobs on ``jobs`` worker processes; one job's failure is only its own result."""
     env = dict(os.environ)
     env.update(grading_env(jobs))
@@ -674,7 +672,7 @@ def run_jobs(planned: list[Job], course: Course, timeout: float, student_timeout
                     worker = WorkerProcess(env, tmp / f"worker-{len(workers)}.log")
                     workers.append(worker)
                 local.worker = worker
-            result = run_job(job, course, timeout, student_timeout, worker)
+            result = run_job(job, course, timeout, student_timeout, worker, feedback_shows_tests)
         except Exception as exc:  # never let one submission stop the batch
             result = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "seconds": 0.0}
         with lock:
@@ -756,6 +754,8 @@ def collect_result(job: Job, result: dict, out: Path, timeout: float, student_ti
 def write_placeholder_feedback(report: AutogradeReport) -> None:
     """A short page saying why, for every notebook that has no nbgrader feedback."""
     for row in report.rows:
+        if not row.valid_id:  # never a path named by a folder name that is no student id
+            continue
         for nb_name in row.notebooks:
             html_path = report.out / "feedback" / row.student_id / row.assignment / f"{nb_name}.html"
             if not html_path.exists():

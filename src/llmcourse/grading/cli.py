@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from llmcourse.grading.course import Course, GradingError
+from llmcourse.grading.intake import DEFAULT_MAX_NOTEBOOK_MB
 
 DESCRIPTION = """\
 Instructor tools for the course's nbgrader exercises.
@@ -44,6 +45,16 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
+
+
+def _megabytes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of megabytes, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number of MB above 0, got {text}")
     return value
 
 
@@ -110,8 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
             "  feedback/<student_id>/<assignment>/<notebook>.html\n"
             "  autograded/, logs/, results.json (per-cell scores and timings)\n"
             "A student's broken, missing or endless notebook costs only that student's affected\n"
-            "points and is named in the status column. Re-running replaces the results of the\n"
-            "assignments graded and keeps those of other assignments."
+            "points and is named in the status column, and so does anything unsafe in SUBMISSIONS\n"
+            "(links, pipes, devices, oversized notebooks, names that are no student id), which is\n"
+            "never followed or read. Feedback pages carry no script from student content and\n"
+            "do not show the hidden tests (see --feedback-shows-tests). Re-running replaces the\n"
+            "results of the assignments graded and keeps those of other assignments."
         ),
     )
     p.add_argument("submissions", type=Path, metavar="SUBMISSIONS", help="folder with one sub-folder per student")
@@ -127,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-a", "--assignment", action="append", dest="assignments", metavar="ASSIGNMENT",
                    help="grade only this assignment (repeatable; default: every assignment found "
                         "in SUBMISSIONS; students without it get a 'missing submission' row)")
+    p.add_argument("--feedback-shows-tests", action="store_true",
+                   help="show the hidden tests' source, and full tracebacks, in the feedback pages "
+                        "(default: each test's score and error message only, so the hidden tests "
+                        "stay hidden when the pages are sent back)")
+    p.add_argument("--max-notebook-mb", type=_megabytes, default=DEFAULT_MAX_NOTEBOOK_MB, metavar="MB",
+                   help="a submitted notebook larger than this is not read and scores 0 "
+                        f"(default: {DEFAULT_MAX_NOTEBOOK_MB:g})")
     p.set_defaults(func=cmd_autograde)
     return parser
 
@@ -202,6 +223,7 @@ def cmd_autograde(args) -> int:
     report = autograde(
         course, args.submissions, args.out, jobs=args.jobs, timeout=args.timeout,
         student_timeout=args.student_timeout, assignments=args.assignments, progress=_say(args),
+        feedback_shows_tests=args.feedback_shows_tests, max_notebook_mb=args.max_notebook_mb,
     )
     print(format_summary(report))
     return 0

@@ -10,7 +10,9 @@ one that runs the same command under Debian's ``bwrap`` (bubblewrap), with
   Python installation and the course package's ``src/`` folder, nothing else
   of the host; one private writable scratch folder (mounted at :data:`SCRATCH`,
   the working directory), a private ``/tmp`` and the extra writable folders the
-  caller names (the kernel's sockets);
+  caller names (the kernel's sockets). The private ``/tmp`` would hide a Python
+  installation kept under the host's ``/tmp``, so that is refused up front
+  (:func:`check_not_under_tmp`) with a message that says what to do;
 * another, unprivileged user (:data:`NOBODY` unless told otherwise);
 * a clean environment holding only the variables the caller passes;
 * resource limits (:class:`Limits`, set with util-linux ``prlimit``): address
@@ -98,6 +100,7 @@ def _probe(bwrap: str) -> str | None:
 
 def check_available(bwrap: str = BWRAP) -> None:
     """Raise :class:`SandboxUnavailable`, saying how to fix it, unless sandboxes can be built."""
+    check_not_under_tmp(python_paths())
     if not (os.path.isfile(bwrap) and os.access(bwrap, os.X_OK)):
         raise SandboxUnavailable(
             f"the grading sandbox needs bubblewrap and {bwrap} is missing: install it with "
@@ -135,6 +138,24 @@ def python_paths() -> list[str]:
             out.append(path)
     # a folder inside another one is already there
     return [p for p in out if not any(p != q and p.startswith(q + os.sep) for q in out)]
+
+
+def check_not_under_tmp(read_only: Iterable[str]) -> None:
+    """Raise :class:`SandboxUnavailable` if a folder the kernel needs lies in ``/tmp``.
+
+    Every sandbox mounts a private, empty ``/tmp`` over the host's, which would
+    hide such a folder (the virtual environment, the interpreter, the course's
+    ``src/``): the kernel could not even start, and grading would only say
+    "Kernel died".
+    """
+    hidden = [path for path in read_only if path == "/tmp" or path.startswith("/tmp/")]
+    if hidden:
+        raise SandboxUnavailable(
+            f"the grading sandbox cannot use {', '.join(hidden)}: each sandboxed kernel gets a private, "
+            "empty /tmp, which hides everything under the host's /tmp, so Python could not start in it. "
+            "Put the repository and its virtual environment outside /tmp (for example under your home "
+            "folder; create the virtual environment anew there, since one cannot be moved) and run again"
+        )
 
 
 def _parents(path: str) -> list[str]:
@@ -200,6 +221,7 @@ def sandbox_command(
         raise ValueError(f"uid must be a positive user id, got {uid!r}")
     root = os.geteuid() == 0
     read_only = python_paths() if read_only is None else [os.path.realpath(p) for p in read_only]
+    check_not_under_tmp(read_only)
     mounts = [(os.path.realpath(p), os.path.realpath(p)) for p in writable]
     if scratch is not None:
         mounts.insert(0, (os.path.realpath(scratch), SCRATCH))
@@ -293,6 +315,7 @@ class SandboxedKernelManager(AsyncKernelManager):
     async def _async_pre_start_kernel(self, **kw):
         if self.transport != "ipc":
             raise ValueError("SandboxedKernelManager.transport must be 'ipc' (the sandbox has no network)")
+        check_not_under_tmp(python_paths())  # before anything is made: the kernel could not start
         limits = self.limits()
         workdir = Path(kw.get("cwd") or os.getcwd())
         self._remove_sandbox_root()

@@ -12,7 +12,9 @@ stdin, so a batch pays nbgrader's import time once per worker process. The
 worker runs nbgrader's ``Autograde`` and ``GenerateFeedback`` converters,
 one notebook at a time (a notebook that breaks nbgrader costs only its own
 points), then writes ``result.json`` next to the job file: per notebook, per
-graded cell, the score nbgrader recorded, plus what went wrong.
+graded cell, the score nbgrader recorded, plus what went wrong. Feedback pages
+are made safe to open and to send by :mod:`llmcourse.grading.feedback` (the
+hidden tests are shown only when the job says ``feedback_shows_tests``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 
 import nbformat
 
+from llmcourse.grading import feedback
 from llmcourse.grading.course import Course, sqlite_url
 from llmcourse.grading.execution import (
     ensure_tool_path,
@@ -45,17 +48,6 @@ def _last_line(text: str) -> str:
         if "Error" in line or "Exception" in line:
             return line[:300]
     return (lines[-1] if lines else "unknown failure")[:300]
-
-
-# nbgrader's feedback template loads MathJax from a CDN. Feedback pages are read
-# offline, so the remote script goes: TeX then shows as its source text.
-REMOTE_SCRIPT = re.compile(r"<script[^>]*\bsrc=[\"']https?://[^>]*>\s*</script>\s*", re.IGNORECASE)
-
-
-def make_offline(html_path: Path) -> None:
-    """Remove ``<script src="http...">`` tags from a feedback page, in place."""
-    text = html_path.read_text(encoding="utf-8")
-    html_path.write_text(REMOTE_SCRIPT.sub("", text), encoding="utf-8")
 
 
 # The page's contents list every test cell as "Test cell" (nbgrader's template). A
@@ -124,16 +116,16 @@ def grade_notebook(cfg, root: Path, student: str, assignment: str, notebook: str
             entry["timeouts"].append(nbgrader_meta(cell).get("grade_id") or f"cell {index + 1}")
     entry["cell_errors"] = {c.grade_id: c.error for c in test_outcomes(nb) if c.error}
 
-    feedback = GenerateFeedback(coursedir=_coursedir(cfg, student, assignment, notebook), config=cfg,
-                                log=nbgrader_logger())
-    feedback.force = True
-    fb_ok, fb_log = run_converter(feedback)
+    generator = GenerateFeedback(coursedir=_coursedir(cfg, student, assignment, notebook), config=cfg,
+                                 log=nbgrader_logger())
+    generator.force = True
+    fb_ok, fb_log = run_converter(generator)
     print(f"== nbgrader generate_feedback {student}/{assignment}/{notebook}.ipynb", flush=True)
     print(fb_log, flush=True)
     html = root / "feedback" / student / assignment / f"{notebook}.html"
     if fb_ok and html.is_file():
-        make_offline(html)
         name_test_cells(html, test_cell_titles(nb))
+        feedback.make_safe(html)  # no script, no remote load (MathJax's CDN included): TeX shows as source
         entry["feedback"] = str(html)
     else:
         entry["errors"].append(f"feedback for {notebook}.ipynb failed: {_last_line(fb_log)}")
@@ -149,6 +141,7 @@ def grade(job: dict) -> dict:
     course = Course.load(job["course_root"])
     db_url = sqlite_url(root / "gradebook.db")
     cfg = course.config(root=root, db_url=db_url, timeout=job.get("timeout"))
+    feedback.configure(cfg, show_tests=bool(job.get("feedback_shows_tests")))
     result: dict = {"student": student, "assignment": assignment, "notebooks": {}}
 
     for notebook in job["notebooks"]:
