@@ -89,7 +89,7 @@ def lloyd(X: np.ndarray, centers: np.ndarray, max_iter: int, tol: float) -> tupl
         empty = np.flatnonzero(sizes == 0)
         new[sizes > 0] /= sizes[sizes > 0, None]  # update: the mean of each cluster
         if len(empty):  # move each empty centre to one of the worst-served points
-            worst = np.argsort(-d2[np.arange(len(X)), labels])[: len(empty)]
+            worst = np.argsort(-d2[np.arange(len(X)), labels], kind="stable")[: len(empty)]
             new[empty] = X[worst]
         shift = ((new - centers) ** 2).sum()
         centers = new

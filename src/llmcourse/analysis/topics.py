@@ -34,9 +34,10 @@ from scipy import sparse
 def class_counts(documents: Sequence[str], labels: Sequence[int], vectorizer=None):
     """Word counts per class: (a (C, V) sparse matrix, the vocabulary, the class ids in row order).
 
-    ``vectorizer`` is a scikit-learn ``CountVectorizer`` (default: English stop words
-    removed, words seen in at least 2 documents). Each class's documents are joined
-    into one, as BERTopic does. Rows follow the sorted distinct labels.
+    As BERTopic does, each class's documents are joined into one document, and
+    ``vectorizer`` (a scikit-learn ``CountVectorizer``; default: English stop words
+    removed, words found in at least 2 classes) is fitted on those C documents.
+    Rows follow the sorted distinct labels.
 
     Introduced in: chapter 9, Interpreting embeddings.
     """
@@ -48,11 +49,10 @@ def class_counts(documents: Sequence[str], labels: Sequence[int], vectorizer=Non
     if len(labels) != len(documents):
         raise ValueError(f"labels has {len(labels)} entries for {len(documents)} documents")
     vectorizer = vectorizer or CountVectorizer(stop_words="english", min_df=2)
-    counts = vectorizer.fit_transform(documents)  # (N, V) per document
     classes = np.unique(labels)
-    membership = sparse.csr_matrix((np.ones(len(labels)), (np.searchsorted(classes, labels), np.arange(len(labels)))),
-                                   shape=(len(classes), len(labels)))  # (C, N): 1 where document n is in class c
-    return (membership @ counts).tocsr(), vectorizer.get_feature_names_out(), classes
+    joined = [" ".join(d for d, label in zip(documents, labels) if label == c) for c in classes]
+    counts = vectorizer.fit_transform(joined)  # (C, V)
+    return counts.tocsr(), vectorizer.get_feature_names_out(), classes
 
 
 def class_tfidf(counts) -> np.ndarray:

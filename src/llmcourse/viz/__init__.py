@@ -9,6 +9,7 @@
 """
 
 from llmcourse.viz.attention_view import head_view, model_view
+from llmcourse.viz.clusters import ClusterExplorer, cluster_explorer
 from llmcourse.viz.sampling import (
     NextTokenView,
     SamplingPanel,
@@ -29,10 +30,12 @@ from llmcourse.viz.tokens import (
 from llmcourse.viz.training import plot_loss_curves
 
 __all__ = [
+    "ClusterExplorer",
     "NextTokenView",
     "SamplingPanel",
     "TokenPiece",
     "TokenizerPlayground",
+    "cluster_explorer",
     "head_view",
     "model_view",
     "next_token_html",
