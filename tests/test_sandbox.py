@@ -304,3 +304,82 @@ def test_interrupt_reaches_the_sandboxed_kernel(job):
     _client(nb, cwd, timeout=3).execute()
     assert any(o.output_type == "error" for o in nb.cells[0].outputs)
     assert json.dumps(nb.cells[1].outputs).count("after") == 1
+
+
+# ----------------------------------------------------------------------------
+# what the autograder adds: a user per job, a working folder in memory, memory of all processes
+# ----------------------------------------------------------------------------
+def test_each_job_of_each_run_has_a_user_of_its_own():
+    uids = {sandbox.slot_uid(slot, run) for slot in range(sandbox.SLOTS_PER_RUN) for run in (1, 2, 4_194_303)}
+    assert len(uids) == 3 * sandbox.SLOTS_PER_RUN
+    assert all(sandbox.NOBODY < uid < 2**32 - 2 for uid in uids)
+    with pytest.raises(ValueError, match="slot"):
+        sandbox.slot_uid(sandbox.SLOTS_PER_RUN)
+
+
+def test_limits_for_files_leave_room_for_one_whole_file():
+    limits = Limits.for_files(memory_mb=1000, processes=10, file_size_mb=64)
+    assert (limits.file_size_mb, limits.tmp_mb) == (64, 128)
+
+
+@needs_bwrap
+def test_working_folder_is_a_private_copy_in_memory(job, tmp_path):
+    _, cwd = job
+    own = tmp_path / "own.ipynb"
+    own.write_text("the student's own submission")
+    out = run_cells([
+        READ + "import os\nprint(sorted(os.listdir('.')), read('own.ipynb'))",
+        "try:\n    with open('fill.bin', 'wb') as fh:\n        for _ in range(64):\n"
+        "            fh.write(b'x' * 1024 ** 2)\n    print('wrote 64 MB')\n"
+        "except OSError as exc:\n    print(f'{type(exc).__name__}: {exc}')",
+        "import os\nos.remove('fill.bin')\nprint(os.statvfs('.').f_blocks * os.statvfs('.').f_frsize // 1024 ** 2)",
+    ], cwd, tmp_mb=16, scratch_files=[str(own)])
+    assert out[0] == "['data.txt', 'own.ipynb'] the student's own submission", out[0]
+    assert limit_hit(out[1]) == "file size" and "No space left" in out[1], out[1]
+    assert int(out[2]) == 16, "the working folder holds tmp_mb"
+    assert not (cwd / "fill.bin").exists()
+
+
+@needs_bwrap
+def test_memory_of_all_processes_together_is_watched(job, monkeypatch):
+    """Processes that each stay under the address-space limit, but not together: all stopped."""
+    from nbclient.exceptions import DeadKernelError
+
+    _, cwd = job
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "import subprocess, sys, time\n"
+        "kids = [subprocess.Popen([sys.executable, '-c', 'import time; x = b\"x\" * 400_000_000; time.sleep(60)'])\n"
+        "        for _ in range(3)]\n"
+        "time.sleep(45)\nprint('still alive')")]
+    watches = []
+
+    class Watch(sandbox.MemoryWatch):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            watches.append(self)
+
+    monkeypatch.setattr(sandbox, "MemoryWatch", Watch)
+    start = time.monotonic()
+    with pytest.raises(DeadKernelError):
+        _client(nb, cwd, timeout=90, memory_mb=768).execute()
+    assert time.monotonic() - start < 40, "stopped well before the cell's own end"
+    assert len(watches) == 1 and watches[0].tripped > 768
+
+
+@needs_bwrap
+def test_a_sealed_kernel_folder_takes_no_new_files(job):
+    """The kernel's own folder (sockets, connection file) is the one host folder it can write to;
+    sealed once the kernel is up, it takes no new file, so it cannot fill the host's disk."""
+    _, cwd = job
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import ipykernel, os\nfolder = os.path.dirname(ipykernel.get_connection_file())\n"
+        "try:\n    open(os.path.join(folder, 'filler'), 'wb').write(b'x')\n    print('written')\n"
+        "except OSError as exc:\n    print(type(exc).__name__)\nprint(1 + 1)")])
+    client = _client(nb, cwd, timeout=60)
+    with client.setup_kernel():
+        client.km.seal()
+        client.execute_cell(nb.cells[0], 0)
+        folder = client.km.shared_folder
+        assert not (folder / "filler").exists()
+    assert "".join(o.get("text", "") for o in nb.cells[0].outputs).split() == ["PermissionError", "2"]

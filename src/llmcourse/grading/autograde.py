@@ -20,8 +20,21 @@ Design
 The stages: scan the submissions folder, untrusted input, without following or
 reading anything unsafe (:mod:`llmcourse.grading.intake`); stage one scratch job
 per gradable submission (:func:`plan_jobs`); run the jobs in worker processes
-(:func:`run_jobs`, :mod:`llmcourse.grading.worker`); collect their results
-(:func:`collect_result`); write the outputs.
+(:func:`run_jobs`, :mod:`llmcourse.grading.worker`), each student's kernel in the
+sandbox and under the grading guard (:mod:`llmcourse.grading.supervisor`,
+:mod:`llmcourse.grading.sandbox`, :mod:`llmcourse.grading.guard`); collect their
+results (:func:`collect_result`); write the outputs.
+
+Student code is hostile until proven otherwise. Its kernel runs under bubblewrap
+(``sandbox="bwrap"``, the default; checked before anyone is graded, with a message
+saying how to install it): no network; no view of ``solutions/``, the gradebook,
+the job folder, other students, your home or the repository, only the Python
+installation, the course package's ``src/``, a private working folder holding a
+copy of its own notebook, and a private ``/tmp``; as a user of its own per
+parallel job; with limits on memory, processes, file size (:class:`Limits`) and
+the notebook's outputs; and nothing it starts outlives its notebook. Scores are
+computed and written here and in the worker, where it cannot reach.
+``sandbox="none"`` runs kernels with your rights, and says so.
 
 nbgrader keeps its state in one SQLite gradebook and is not built to have
 several processes autograde into it at once. So every (student, assignment)
@@ -54,6 +67,13 @@ Robustness (each case costs only the points it affects and is named in ``status`
 * a cell that runs past ``--timeout`` seconds (``while True: pass``): nbgrader
   interrupts it and goes on with the next cell (``timeout: ...``); a worker
   that still runs after ``--student-timeout`` seconds is killed (``timeout:``);
+* a change to the grading environment that a test cell meets (a replaced
+  ``torch.allclose``, builtin or exception hook, an object that equals anything,
+  a test cell that never reports to the grader): 0 for that cell
+  (``tampering detected: ...``);
+* a limit that stops student code: ``memory limit: ...``, ``process limit: ...``,
+  ``file size limit: ...``, ``output limit: ...`` (the notebook printed more than
+  ``max_output_mb``; what followed was not kept and the cell was interrupted);
 * anything else that stops nbgrader: ``error: ...`` for that notebook only;
 * anything unsafe in the submissions folder (:mod:`llmcourse.grading.intake`) is
   never followed or read: a symbolic link, a hard link, a pipe or device
@@ -98,12 +118,18 @@ from llmcourse.grading.course import (
     is_ignored_name,
     sqlite_url,
 )
-from llmcourse.grading import intake
+from llmcourse.grading import intake, sandbox
 from llmcourse.grading.execution import ensure_tool_path, grading_env, nbgrader_meta
+from llmcourse.grading.sandbox import Limits
+from llmcourse.grading.supervisor import DEFAULT_MAX_OUTPUT_MB, SANDBOXES, guard_plan
 
 log = logging.getLogger("llmcourse.grading")
 
 CSV_COLUMNS = ["student_id", "assignment", "score", "max_score", "status", "notebooks"]
+NO_SANDBOX_WARNING = (
+    "--sandbox none: student code runs with your rights, outside any sandbox: it can read "
+    "solutions/, the hidden tests, the gradebook and other students' work, use the network, "
+    "and change your files. Use it only for submissions you trust")
 
 
 def fmt_points(value: float) -> str:
@@ -317,6 +343,24 @@ class Job:
     row: Row
     root: Path
     notebooks: list[str]
+    guard: dict = field(default_factory=dict)  # notebook -> what its grading guard watches (guard_plan)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How every job of one run is graded."""
+
+    timeout: float  # seconds per cell
+    student_timeout: float  # seconds per job, then the worker is killed
+    feedback_shows_tests: bool = False
+    sandbox: str = "bwrap"  # "bwrap" or "none"
+    limits: Limits = Limits()
+    max_output_mb: float = DEFAULT_MAX_OUTPUT_MB
+
+    def job_fields(self, uid: int) -> dict:
+        return {"timeout": self.timeout, "feedback_shows_tests": self.feedback_shows_tests,
+                "run": {"sandbox": self.sandbox, "uid": uid, "limits": asdict(self.limits),
+                        "max_output_mb": self.max_output_mb}}
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -416,8 +460,8 @@ class WorkerProcess:
         self.log.close()
 
 
-def run_job(job: Job, course: Course, timeout: float, limit: float, worker: WorkerProcess,
-            feedback_shows_tests: bool = False) -> dict:
+def run_job(job: Job, course: Course, settings: RunSettings, worker: WorkerProcess, uid: int) -> dict:
+    """Have ``worker`` grade ``job``, its kernels running as user ``uid``; the result."""
     job_file = job.root / "job.json"
     job_file.write_text(json.dumps({
         "root": str(job.root),
@@ -425,11 +469,11 @@ def run_job(job: Job, course: Course, timeout: float, limit: float, worker: Work
         "student": job.row.student_id,
         "assignment": job.row.assignment,
         "notebooks": job.notebooks,
-        "timeout": timeout,
-        "feedback_shows_tests": feedback_shows_tests,
+        "guard": job.guard,
+        **settings.job_fields(uid),
     }))
     start = time.perf_counter()
-    outcome = worker.run(job_file, limit)
+    outcome = worker.run(job_file, settings.student_timeout)
     seconds = time.perf_counter() - start
     if outcome == "killed":
         return {"ok": False, "killed": True, "seconds": seconds}
@@ -535,11 +579,17 @@ def autograde(
     progress: Callable[[str], None] | None = None,
     feedback_shows_tests: bool = False,
     max_notebook_mb: float = intake.DEFAULT_MAX_NOTEBOOK_MB,
+    sandbox_kind: str = "bwrap",
+    limits: Limits | None = None,
+    max_output_mb: float = DEFAULT_MAX_OUTPUT_MB,
 ) -> AutogradeReport:
     """Grade every student in ``submissions`` into ``out``; see the module docstring.
 
     Feedback pages show the hidden tests' source only with ``feedback_shows_tests``;
-    a notebook over ``max_notebook_mb`` megabytes is not read.
+    a notebook over ``max_notebook_mb`` megabytes is not read. Student kernels run in
+    the bubblewrap sandbox with ``limits`` (``sandbox_kind="bwrap"``), or with your
+    rights (``"none"``, with a warning); a notebook's outputs past ``max_output_mb``
+    are not kept.
     """
     start_all = time.perf_counter()
     ensure_tool_path()
@@ -554,6 +604,9 @@ def autograde(
 
     if not 0 < max_notebook_mb < float("inf"):
         raise GradingError("--max-notebook-mb must be a finite, positive number of megabytes")
+    if not 0 < max_output_mb < float("inf"):
+        raise GradingError("--max-output-mb must be a finite, positive number of megabytes")
+    check_sandbox(sandbox_kind, warn)
     students, names = scan_submissions(course, submissions, assignments, warn)
     if out == submissions or submissions in out.parents:
         raise GradingError(f"--out {out} must not be inside the submissions folder {submissions}")
@@ -563,6 +616,9 @@ def autograde(
     jobs = max(1, int(jobs or os.cpu_count() or 1))
     if student_timeout is None:
         student_timeout = max(300.0, 20 * timeout)
+    settings = RunSettings(timeout=timeout, student_timeout=float(student_timeout),
+                           feedback_shows_tests=feedback_shows_tests, sandbox=sandbox_kind,
+                           limits=limits or Limits(), max_output_mb=float(max_output_mb))
     out.mkdir(parents=True, exist_ok=True)
 
     with tempfile.TemporaryDirectory(prefix="llmcourse-autograde-") as tmp:
@@ -573,12 +629,12 @@ def autograde(
         jobs_to_run = plan_jobs(report, students, names, submissions, released, template, tmp,
                                 max_notebook_mb, warn)
         say(f"grading {len(jobs_to_run)} submission(s) with {jobs} parallel job(s), "
-            f"{fmt_points(timeout)} s per cell")
-        results = run_jobs(jobs_to_run, course, timeout, student_timeout, jobs, tmp, say,
-                           feedback_shows_tests)
+            f"{fmt_points(timeout)} s per cell, " + (f"sandboxed ({settings.limits.describe()})"
+                                                    if sandbox_kind == "bwrap" else "NOT sandboxed"))
+        results = run_jobs(jobs_to_run, course, settings, jobs, tmp, say)
         clear_outputs(out, names)
         for job, result in results:
-            collect_result(job, result, out, timeout, student_timeout)
+            collect_result(job, result, out, settings)
         write_placeholder_feedback(report)
         say("recording grades in the gradebook")
         with warnings.catch_warnings():
@@ -590,6 +646,16 @@ def autograde(
     report.seconds = time.perf_counter() - start_all
     write_results_json(report)
     return report
+
+
+def check_sandbox(kind: str, warn: Callable[[str], None]) -> None:
+    """Stop, saying how to fix it, unless student kernels can run as ``kind`` asks; warn for ``none``."""
+    if kind not in SANDBOXES:
+        raise GradingError(f"--sandbox must be one of {', '.join(SANDBOXES)}, got {kind!r}")
+    if kind == "none":
+        warn(NO_SANDBOX_WARNING)
+        return
+    sandbox.check_available()  # SandboxUnavailable (a GradingError) says what to install or change
 
 
 def prepare_template(course: Course, names: list[str], template: Path, warn: Callable[[str], None]) -> dict:
@@ -626,6 +692,7 @@ def plan_jobs(report: AutogradeReport, students: list[intake.StudentFolder], nam
               warn: Callable[[str], None]) -> list[Job]:
     """One row per (student, assignment) in ``report``; one scratch job per gradable submission."""
     planned: list[Job] = []
+    plans = guard_plans(template, names, released)
     for student in students:
         for assignment in names:
             row = Row(student_id=student.student_id, assignment=assignment, valid_id=student.valid_id)
@@ -647,22 +714,38 @@ def plan_jobs(report: AutogradeReport, students: list[intake.StudentFolder], nam
             if gradable:
                 # nbgrader grades from the cells stored in the gradebook, so the source
                 # notebooks, hidden tests and all, are not copied next to the student's code
+                # (which in any case runs in a sandbox that sees none of the job folder)
                 shutil.copytree(template / SOURCE_DIR / assignment, job_root / SOURCE_DIR / assignment,
                                 ignore=shutil.ignore_patterns("*.ipynb"))
                 shutil.copy(template / "gradebook.db", job_root / "gradebook.db")
-                planned.append(Job(row=row, root=job_root, notebooks=gradable))
+                guard = {nb: plans[assignment][nb] for nb in gradable}
+                planned.append(Job(row=row, root=job_root, notebooks=gradable, guard=guard))
     return planned
 
 
-def run_jobs(planned: list[Job], course: Course, timeout: float, student_timeout: float, jobs: int,
-             tmp: Path, say: Callable[[str], None], feedback_shows_tests: bool = False) -> list[tuple[Job, dict]]:
-    """Grade the jobs on ``jobs`` worker processes; one job's failure is only its own result."""
+def guard_plans(template: Path, names: list[str], released: dict) -> dict:
+    """``{assignment: {notebook: guard_plan}}`` from the instructor's source notebooks."""
+    return {assignment: {nb: guard_plan(nbformat.read(str(template / SOURCE_DIR / assignment / f"{nb}.ipynb"),
+                                                      as_version=4))
+                         for nb in released[assignment]}
+            for assignment in names}
+
+
+def run_jobs(planned: list[Job], course: Course, settings: RunSettings, jobs: int,
+             tmp: Path, say: Callable[[str], None]) -> list[tuple[Job, dict]]:
+    """Grade the jobs on ``jobs`` worker processes; one job's failure is only its own result.
+
+    Each worker thread is a slot with a sandbox user of its own (:func:`sandbox.slot_uid`):
+    the process limit counts a user's processes, so one student's fork bomb never takes
+    another's share, and a killed worker's replacement reuses the slot's user.
+    """
     env = dict(os.environ)
     env.update(grading_env(jobs))
     lock = threading.Lock()
     done = [0]
     local = threading.local()
     workers: list[WorkerProcess] = []
+    slots = [0]
 
     def work(job: Job) -> tuple[Job, dict]:
         try:
@@ -671,8 +754,10 @@ def run_jobs(planned: list[Job], course: Course, timeout: float, student_timeout
                 with lock:
                     worker = WorkerProcess(env, tmp / f"worker-{len(workers)}.log")
                     workers.append(worker)
+                    if not hasattr(local, "slot"):
+                        local.slot, slots[0] = slots[0] % sandbox.SLOTS_PER_RUN, slots[0] + 1
                 local.worker = worker
-            result = run_job(job, course, timeout, student_timeout, worker, feedback_shows_tests)
+            result = run_job(job, course, settings, worker, sandbox.slot_uid(local.slot))
         except Exception as exc:  # never let one submission stop the batch
             result = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "seconds": 0.0}
         with lock:
@@ -710,8 +795,9 @@ def clear_outputs(out: Path, names: list[str]) -> None:
                         stale.unlink()
 
 
-def collect_result(job: Job, result: dict, out: Path, timeout: float, student_timeout: float) -> None:
+def collect_result(job: Job, result: dict, out: Path, settings: RunSettings) -> None:
     """Copy one job's scores into its row, and its feedback, notebook and log into ``out``."""
+    timeout, student_timeout = settings.timeout, settings.student_timeout
     row = job.row
     row.seconds = float(result.get("seconds", 0.0))
     log_src = job.root / "worker.log"
@@ -729,6 +815,7 @@ def collect_result(job: Job, result: dict, out: Path, timeout: float, student_ti
     for nb_name, info in result["notebooks"].items():
         grade = row.notebooks[nb_name]
         grade.seconds = float(info.get("seconds", 0.0))
+        row.issues.extend(supervisor_issues(f"{nb_name}.ipynb", info.get("supervisor") or {}, settings))
         row.issues.extend(f"error: {err}" for err in info.get("errors", []))
         if not info.get("graded"):
             continue
@@ -749,6 +836,31 @@ def collect_result(job: Job, result: dict, out: Path, timeout: float, student_ti
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(src_nb, dest)
             os.chmod(dest, 0o644)
+
+
+LIMIT_NAMES = {"memory": "memory limit", "processes": "process limit", "file size": "file size limit"}
+
+
+def supervisor_issues(notebook: str, report: dict, settings: RunSettings) -> list[str]:
+    """The ``status`` entries for what the supervisor saw while ``notebook`` ran."""
+    issues = []
+    tampering = report.get("tampering") or {}
+    if tampering:
+        issues.append("tampering detected: " + "; ".join(f"{notebook} {cell}: {what}"
+                                                          for cell, what in tampering.items()))
+    limits = settings.limits
+    values = {"memory": f"--memory-mb {limits.memory_mb}", "processes": f"--max-processes {limits.processes}",
+              "file size": f"--max-file-mb {limits.file_size_mb}"}
+    if report.get("memory_killed_mb"):
+        issues.append(f"memory limit: {notebook} used {report['memory_killed_mb']} MB in all, more than "
+                      f"{values['memory']}; its kernel was stopped and the notebook scored 0")
+    for kind, cells in (report.get("limits") or {}).items():
+        issues.append(f"{LIMIT_NAMES.get(kind, kind + ' limit')}: {notebook} {', '.join(cells)} "
+                      f"stopped at {values.get(kind, kind)}")
+    if report.get("output_cut"):
+        issues.append(f"output limit: {notebook} printed more than --max-output-mb {settings.max_output_mb:g}; "
+                      "later output was not kept")
+    return issues
 
 
 def write_placeholder_feedback(report: AutogradeReport) -> None:

@@ -13,6 +13,9 @@ from pathlib import Path
 
 from llmcourse.grading.course import Course, GradingError
 from llmcourse.grading.intake import DEFAULT_MAX_NOTEBOOK_MB
+from llmcourse.grading.sandbox import Limits
+
+DEFAULT_MAX_OUTPUT_MB = 20.0  # llmcourse.grading.supervisor's default (not imported here: it loads nbgrader)
 
 DESCRIPTION = """\
 Instructor tools for the course's nbgrader exercises.
@@ -55,6 +58,16 @@ def _megabytes(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number of megabytes, got {text!r}") from None
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number of MB above 0, got {text}")
+    return value
+
+
+def _whole_mb(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of megabytes, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 MB, got {value}")
     return value
 
 
@@ -125,7 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
             "(links, pipes, devices, oversized notebooks, names that are no student id), which is\n"
             "never followed or read. Feedback pages carry no script from student content and\n"
             "do not show the hidden tests (see --feedback-shows-tests). Re-running replaces the\n"
-            "results of the assignments graded and keeps those of other assignments."
+            "results of the assignments graded and keeps those of other assignments.\n"
+            "Student code runs sandboxed (bubblewrap: no network, no view of solutions/, the\n"
+            "gradebook, other students or your files; limits below), and a test cell whose\n"
+            "grading environment student code changed scores 0 ('tampering detected')."
         ),
     )
     p.add_argument("submissions", type=Path, metavar="SUBMISSIONS", help="folder with one sub-folder per student")
@@ -148,6 +164,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-notebook-mb", type=_megabytes, default=DEFAULT_MAX_NOTEBOOK_MB, metavar="MB",
                    help="a submitted notebook larger than this is not read and scores 0 "
                         f"(default: {DEFAULT_MAX_NOTEBOOK_MB:g})")
+    limits = p.add_argument_group("sandbox and limits (each hit is named in the status column)")
+    limits.add_argument("--sandbox", choices=["bwrap", "none"], default="bwrap",
+                        help="bwrap (default): every student's kernel runs in a bubblewrap sandbox, which "
+                             "must be installed (apt-get install bubblewrap); none: student code runs with "
+                             "your rights (a warning says so; only for submissions you trust)")
+    limits.add_argument("--memory-mb", type=_whole_mb, default=Limits.memory_mb, metavar="MB",
+                        help="memory of a student's kernel and everything it starts, each process and all "
+                             f"together ('memory limit'; default: {Limits.memory_mb})")
+    limits.add_argument("--max-processes", type=_positive_int, default=Limits.processes, metavar="N",
+                        help="processes and threads a student's code may run at once "
+                             f"('process limit'; default: {Limits.processes})")
+    limits.add_argument("--max-file-mb", type=_whole_mb, default=Limits.file_size_mb, metavar="MB",
+                        help="largest file a student's code may write; its private working folder and /tmp "
+                             f"hold twice that each, in memory ('file size limit'; default: {Limits.file_size_mb})")
+    limits.add_argument("--max-output-mb", type=_megabytes, default=DEFAULT_MAX_OUTPUT_MB, metavar="MB",
+                        help="outputs kept per notebook; the cell that prints past it is interrupted "
+                             f"('output limit'; default: {DEFAULT_MAX_OUTPUT_MB:g})")
     p.set_defaults(func=cmd_autograde)
     return parser
 
@@ -224,6 +257,9 @@ def cmd_autograde(args) -> int:
         course, args.submissions, args.out, jobs=args.jobs, timeout=args.timeout,
         student_timeout=args.student_timeout, assignments=args.assignments, progress=_say(args),
         feedback_shows_tests=args.feedback_shows_tests, max_notebook_mb=args.max_notebook_mb,
+        sandbox_kind=args.sandbox, max_output_mb=args.max_output_mb,
+        limits=Limits.for_files(memory_mb=args.memory_mb, processes=args.max_processes,
+                                file_size_mb=args.max_file_mb),
     )
     print(format_summary(report))
     return 0

@@ -7,12 +7,20 @@ JOB.json`` (or ``--serve``), one job per (student, assignment). The job folder a
 * ``gradebook.db``                                 a gradebook that knows the assignment,
 * ``submitted/<student>/<assignment>/*.ipynb``     the notebooks that passed the parent's checks.
 
+The job says how to run student code (``sandbox``: ``bwrap`` or ``none``, the
+sandbox's user id and limits, the output limit, and per notebook what the
+grading guard watches); :mod:`llmcourse.grading.supervisor` runs each kernel
+accordingly. Student code never sees the job folder: its kernel gets a copy of
+the student's own notebook in a private working folder, while the gradebook, the
+hidden tests and ``result.json`` stay here.
+
 With ``--serve`` it grades one job after another, reading job files from
 stdin, so a batch pays nbgrader's import time once per worker process. The
 worker runs nbgrader's ``Autograde`` and ``GenerateFeedback`` converters,
 one notebook at a time (a notebook that breaks nbgrader costs only its own
 points), then writes ``result.json`` next to the job file: per notebook, per
-graded cell, the score nbgrader recorded, plus what went wrong. Feedback pages
+graded cell, the score nbgrader recorded, plus what went wrong (the supervisor's
+report: tampering, limits hit, outputs cut). Feedback pages
 are made safe to open and to send by :mod:`llmcourse.grading.feedback` (the
 hidden tests are shown only when the job says ``feedback_shows_tests``).
 """
@@ -31,7 +39,7 @@ from pathlib import Path
 
 import nbformat
 
-from llmcourse.grading import feedback
+from llmcourse.grading import feedback, supervisor
 from llmcourse.grading.course import Course, sqlite_url
 from llmcourse.grading.execution import (
     ensure_tool_path,
@@ -40,6 +48,7 @@ from llmcourse.grading.execution import (
     timed_out,
 )
 from llmcourse.grading.release import nbgrader_logger, run_converter
+from llmcourse.grading.sandbox import Limits
 
 
 def _last_line(text: str) -> str:
@@ -99,15 +108,19 @@ def grade_notebook(cfg, root: Path, student: str, assignment: str, notebook: str
                           log=nbgrader_logger())
     converter.force = True
     converter.create_student = True
+    supervisor.REPORTS.pop(notebook, None)
     ok, log = run_converter(converter)
     print(f"== nbgrader autograde {student}/{assignment}/{notebook}.ipynb", flush=True)
     print(log, flush=True)
+    report = supervisor.REPORTS.pop(notebook, None)
+    entry["supervisor"] = report.as_dict() if report is not None else {}
     autograded = root / "autograded" / student / assignment / f"{notebook}.ipynb"
     if not ok or not autograded.is_file():
         reason = _last_line(log)
         if "DeadKernelError" in log or "Kernel died" in log:
             reason = "the kernel died while running the notebook"
-        entry["errors"].append(f"{notebook}.ipynb could not be autograded: {reason}")
+        if report is None or not report.memory_killed_mb:  # a memory kill is reported as such
+            entry["errors"].append(f"{notebook}.ipynb could not be autograded: {reason}")
         return entry
     entry["graded"] = True
     nb = nbformat.read(str(autograded), as_version=4)
@@ -142,9 +155,14 @@ def grade(job: dict) -> dict:
     db_url = sqlite_url(root / "gradebook.db")
     cfg = course.config(root=root, db_url=db_url, timeout=job.get("timeout"))
     feedback.configure(cfg, show_tests=bool(job.get("feedback_shows_tests")))
+    run = job.get("run", {})
+    supervisor.configure(cfg, run.get("sandbox", "bwrap"), int(run.get("uid", 0) or 65534),
+                         Limits(**run.get("limits", {})), float(run.get("max_output_mb", 20)))
     result: dict = {"student": student, "assignment": assignment, "notebooks": {}}
 
     for notebook in job["notebooks"]:
+        submitted = root / "submitted" / student / assignment / f"{notebook}.ipynb"
+        supervisor.configure_notebook(cfg, job.get("guard", {}).get(notebook, {}), submitted)
         start = time.perf_counter()
         entry = grade_notebook(cfg, root, student, assignment, notebook)
         entry["seconds"] = time.perf_counter() - start
