@@ -22,6 +22,8 @@ unpacked from archives they made, so it is read as hostile:
 
 Each problem becomes a ``status`` string of one student and assignment (see
 README, "For instructors"); every other student is graded as usual.
+:func:`scan_submissions` is the stage's entry point: the students found and the
+assignments to grade.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import nbformat
 
-from llmcourse.grading.course import GradingError, is_ignored_name
+from llmcourse.grading.course import Course, GradingError, is_ignored_name
 
 MB = 1024 * 1024
 DEFAULT_MAX_NOTEBOOK_MB = 20.0  # a course notebook with its plots is well under 5 MB
@@ -362,3 +364,27 @@ def _student(submissions: Path, entry: Entry, known: set[str], wanted: set[str] 
             reason = unsafe_reason(sub, "folder")
             student.assignments[sub.name] = f"unsafe file: {shown}/ {reason}; not opened" if reason else None
     return student
+
+
+def scan_submissions(
+    course: Course, submissions: Path, assignments: Iterable[str] | None, warn: Callable[[str], None]
+) -> tuple[list[StudentFolder], list[str]]:
+    """The students in ``submissions`` (see :func:`scan`) and the assignments to grade."""
+    if not submissions.exists():
+        raise GradingError(f"submissions folder {submissions} does not exist")
+    if not submissions.is_dir():
+        raise GradingError(f"submissions path {submissions} is not a folder")
+    wanted = set(course.resolve_assignments(assignments)) if assignments else None
+    students = scan(submissions, course.assignments(), wanted, warn)
+    if not students:
+        raise GradingError(
+            f"no student folders in {submissions} "
+            "(expected SUBMISSIONS/<student_id>/<assignment>/<notebook>.ipynb)"
+        )
+    names = sorted(wanted) if wanted is not None else sorted({a for s in students for a in s.assignments})
+    if not names:
+        raise GradingError(
+            f"no submissions for any assignment of the course in {submissions}; "
+            f"assignments are: {', '.join(course.assignments()) or '(none)'}"
+        )
+    return students, names

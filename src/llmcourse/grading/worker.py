@@ -1,6 +1,6 @@
 """Grade one student's submission of one assignment in an isolated course root.
 
-Run by :mod:`llmcourse.grading.autograde` as ``python -m llmcourse.grading.worker
+Run by :mod:`llmcourse.grading.run` as ``python -m llmcourse.grading.worker
 JOB.json`` (or ``--serve``), one job per (student, assignment). The job folder already holds
 
 * ``solutions/<assignment>/``                      the instructor source,
