@@ -3,7 +3,9 @@
 - ``pooling``      token vectors -> a sentence vector: mean (padding ignored) or [CLS]
 - ``heads``        ``BertClassifier``; ``freeze``, ``unfreeze_last``, ``count_trainable``
 - ``data``         ``LabelledSentences``: padded ids + labels for the ``Trainer``'s ``Classification`` objective
+- ``cached``       train only the top of a frozen encoder on its stored lower-layer states
 - ``lora``         ``LoRALinear`` and ``add_lora``, written from scratch; merge and unmerge
+- ``regimes``      ``Regime`` and ``fine_tune``: each regime trained by the ``Trainer``, cached by a hash
 - ``instruction``  a prompt template and batches whose loss covers the response only
 - ``dpo``          the DPO loss against a frozen reference model
 - ``metrics``      ROC-AUC, accuracy, macro-F1 (scikit-learn) with bootstrap intervals (SciPy)
@@ -11,6 +13,7 @@
 Introduced in: chapter 8, Fine-tuning.
 """
 
+from llmcourse.finetune.cached import CachedClassification, CachedStates, TopClassifier, cached_scores, frozen_states
 from llmcourse.finetune.data import LabelledSentences, check_labels, encode_sentences
 from llmcourse.finetune.dpo import DPOLoss, dpo_loss, preference_loss, sequence_logprob
 from llmcourse.finetune.heads import BertClassifier, count_parameters, count_trainable, freeze, unfreeze_last
@@ -25,17 +28,24 @@ from llmcourse.finetune.metrics import (
     roc_auc,
 )
 from llmcourse.finetune.pooling import cls_pool, mean_pool, pool
+from llmcourse.finetune.regimes import FineTuned, Regime, fine_tune, sentence_scores
 
 __all__ = [
     "BertClassifier",
+    "CachedClassification",
+    "CachedStates",
     "DPOLoss",
     "Estimate",
+    "FineTuned",
     "InstructionExample",
     "LabelledSentences",
     "LoRALinear",
+    "Regime",
+    "TopClassifier",
     "accuracy",
     "add_lora",
     "bootstrap_interval",
+    "cached_scores",
     "check_labels",
     "classification_report",
     "cls_pool",
@@ -44,7 +54,9 @@ __all__ = [
     "dpo_loss",
     "encode_example",
     "encode_sentences",
+    "fine_tune",
     "freeze",
+    "frozen_states",
     "instruction_batch",
     "lora_layers",
     "macro_f1",
@@ -53,6 +65,7 @@ __all__ = [
     "pool",
     "preference_loss",
     "roc_auc",
+    "sentence_scores",
     "sequence_logprob",
     "unfreeze_last",
 ]

@@ -114,6 +114,20 @@ class MaskedLM:
         return F.cross_entropy(at_least_float32(logits), targets[chosen])
 
 
+def similar_length_rows(lengths: Tensor, batch_size: int, pool: int, generator: torch.Generator) -> Tensor:
+    """(B,) rows drawn uniformly with replacement; with ``pool > 1``, of similar ``lengths``.
+
+    ``pool * batch_size`` rows are drawn, sorted by length and cut into ``pool``
+    runs; one run, chosen uniformly, is returned, so each row keeps the same chance.
+    """
+    rows = torch.randint(len(lengths), (batch_size * pool,), generator=generator)
+    if pool == 1:
+        return rows
+    rows = rows[torch.argsort(lengths[rows], stable=True)]
+    run = int(torch.randint(pool, (1,), generator=generator))
+    return rows[run * batch_size : (run + 1) * batch_size]
+
+
 @dataclass(frozen=True)
 class Classification:
     """One label per sentence, from :class:`~llmcourse.finetune.LabelledSentences` data.
@@ -123,16 +137,26 @@ class Classification:
     are (B, T') ids, ``targets`` (B,) labels. The attention mask is rebuilt from
     ``inputs != pad_id``. ``block_size`` is the data's padded width.
 
+    With ``pool > 1``, ``pool`` batches' worth of rows are drawn, sorted by length
+    and cut into ``pool`` runs of ``batch_size``, and one run is the batch: every
+    sentence stays equally likely, but a batch holds sentences of similar length,
+    so far less padding is computed.
+
     Introduced in: chapter 8, Fine-tuning.
     """
 
     block_size: int
     n_classes: int = 2
     pad_id: int = 0
+    pool: int = 1
     name: str = "classification"
 
+    def __post_init__(self):
+        if not isinstance(self.pool, int) or self.pool < 1:
+            raise ValueError(f"pool must be an integer >= 1, got {self.pool!r}")
+
     def batch(self, data, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        rows = torch.randint(data.ids.size(0), (batch_size,), generator=generator)  # (B,)
+        rows = similar_length_rows((data.ids != self.pad_id).sum(1), batch_size, self.pool, generator)  # (B,)
         ids = data.ids[rows]  # (B, T)
         longest = int((ids != self.pad_id).sum(1).max())
         return ids[:, : max(longest, 1)], data.labels[rows]  # (B, T'), (B,)

@@ -380,6 +380,8 @@ def _check_data(model, objective, train_tokens, val_tokens, config: TrainConfig,
         )
     vocab = model.config.vocab_size
     for name, tokens in (("training", train_tokens), ("validation", val_tokens)):
+        if not getattr(tokens, "holds_token_ids", True):  # stored vectors (chapter 8), not ids
+            continue
         top = int(tokens.max())
         if top >= vocab:
             raise ValueError(f"the {name} data holds token id {top}, outside the model's vocabulary of {vocab}")

@@ -6,6 +6,9 @@
 - ``plot_loss_curves``: training and validation loss per step (the Pretraining chapter).
 - ``plot_next_token_distribution``, ``next_token_view``, ``sampling_panel``: how temperature,
   top-k and top-p reshape a model's next-token distribution (the Generation chapter).
+- ``sentiment_panel``, ``sentiment_bars_html``: several sentiment classifiers on a sentence the
+  reader types (the Fine-tuning chapter).
+- ``cluster_explorer``: clusters of sentence embeddings on a map (the Interpreting embeddings chapter).
 """
 
 from llmcourse.viz.attention_view import head_view, model_view
@@ -19,6 +22,7 @@ from llmcourse.viz.sampling import (
     plot_next_token_distribution,
     sampling_panel,
 )
+from llmcourse.viz.sentiment import SentimentPanel, sentiment_bars_html, sentiment_panel
 from llmcourse.viz.tokens import (
     TokenizerPlayground,
     TokenPiece,
@@ -33,6 +37,7 @@ __all__ = [
     "ClusterExplorer",
     "NextTokenView",
     "SamplingPanel",
+    "SentimentPanel",
     "TokenPiece",
     "TokenizerPlayground",
     "cluster_explorer",
@@ -44,6 +49,8 @@ __all__ = [
     "plot_loss_curves",
     "plot_next_token_distribution",
     "sampling_panel",
+    "sentiment_bars_html",
+    "sentiment_panel",
     "show_tokens",
     "token_pieces",
     "tokenizer_playground",
