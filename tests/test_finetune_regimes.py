@@ -273,3 +273,29 @@ def test_the_bootstrap_rows_equal_scikit_learn_on_every_resample():
                                n_resamples=300, method="percentile", rng=np.random.default_rng(1))
         got = bootstrap_interval(name, labels, scores, n_resamples=300, seed=1)
         assert abs(got.low - slow.confidence_interval.low) < 1e-12 and abs(got.high - slow.confidence_interval.high) < 1e-12
+
+
+def test_paired_difference_scores_both_classifiers_on_the_same_resamples():
+    import numpy as np
+    from scipy import stats
+    from sklearn.metrics import roc_auc_score
+
+    from llmcourse.finetune import paired_difference, roc_auc
+
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 400)
+    a = y * 0.6 + rng.random(400)  # informative
+    b = a + rng.normal(0, 0.05, 400)  # almost the same classifier
+    got = paired_difference("roc_auc", y, a, b, n_resamples=300, seed=3)
+    assert abs(got.value - (roc_auc(y, a) - roc_auc(y, b))) < 1e-12
+    slow = stats.bootstrap((y, a, b), lambda y_, a_, b_: roc_auc_score(y_.astype(int), a_) - roc_auc_score(y_.astype(int), b_),
+                           paired=True, vectorized=False, n_resamples=300, method="percentile",
+                           rng=np.random.default_rng(3))
+    assert abs(got.low - slow.confidence_interval.low) < 1e-12 and abs(got.high - slow.confidence_interval.high) < 1e-12
+    # pairing: two near-identical classifiers differ by far less than either AUC's own interval width
+    alone = paired_difference("roc_auc", y, a, 1 - y + rng.random(400) * 5, n_resamples=300)  # vs a poor one
+    assert got.high - got.low < 0.3 * (alone.high - alone.low)
+    with pytest.raises(ValueError, match="metric must be one of"):
+        paired_difference("auc", y, a, b)
+    with pytest.raises(ValueError, match=r"scores must be one number per label \(400\)"):
+        paired_difference("accuracy", y, a, b[:3])

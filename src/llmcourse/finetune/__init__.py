@@ -25,6 +25,7 @@ from llmcourse.finetune.metrics import (
     bootstrap_interval,
     classification_report,
     macro_f1,
+    paired_difference,
     roc_auc,
 )
 from llmcourse.finetune.pooling import cls_pool, mean_pool, pool
@@ -61,6 +62,7 @@ __all__ = [
     "lora_layers",
     "macro_f1",
     "mean_pool",
+    "paired_difference",
     "merge_lora",
     "pool",
     "preference_loss",

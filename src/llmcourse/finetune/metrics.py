@@ -150,6 +150,29 @@ def bootstrap_interval(
     return Estimate(metric(y, s), float(result.confidence_interval.low), float(result.confidence_interval.high))
 
 
+def paired_difference(
+    metric: str, labels, scores_a, scores_b, confidence: float = 0.95, n_resamples: int = 1_000, seed: int = 0
+) -> Estimate:
+    """``metric(a) - metric(b)`` on the same sentences, with a paired bootstrap interval.
+
+    Both classifiers are scored on the same resamples, so the interval reflects how
+    much they differ, not how hard the test set is. Introduced in: chapter 8, Fine-tuning.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {sorted(METRICS)}, got {metric!r}")
+    y, a = _check(labels, scores_a, both_classes=metric == "roc_auc")
+    _, b = _check(labels, scores_b)
+    rows = _ROWS[METRICS[metric]]
+
+    def gap(y_, a_, b_, axis=-1):
+        return rows(y_, a_, axis) - rows(y_, b_, axis)
+
+    result = stats.bootstrap((y, a, b), gap, paired=True, vectorized=True, confidence_level=confidence,
+                             n_resamples=n_resamples, method="percentile", rng=np.random.default_rng(seed))
+    value = METRICS[metric](y, a) - METRICS[metric](y, b)
+    return Estimate(value, float(result.confidence_interval.low), float(result.confidence_interval.high))
+
+
 def classification_report(labels, scores, confidence: float = 0.95, n_resamples: int = 1_000, seed: int = 0) -> dict:
     """Every metric of :data:`METRICS` as an :class:`Estimate` with its bootstrap interval.
 
