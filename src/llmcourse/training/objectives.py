@@ -119,6 +119,8 @@ def similar_length_rows(lengths: Tensor, batch_size: int, pool: int, generator: 
 
     ``pool * batch_size`` rows are drawn, sorted by length and cut into ``pool``
     runs; one run, chosen uniformly, is returned, so each row keeps the same chance.
+
+    Introduced in: chapter 8, Fine-tuning.
     """
     rows = torch.randint(len(lengths), (batch_size * pool,), generator=generator)
     if pool == 1:
