@@ -20,8 +20,10 @@ book: setup
 	@echo "Open _build/html/index.html"
 
 # -n auto: one pytest-xdist worker per core; --dist loadfile keeps each file's tests on one
-# worker, so the book build (or an autograded batch) is built once (see tests/conftest.py)
-PYTEST := $(PY) -m pytest -n auto --dist loadfile
+# worker, so the book build (or an autograded batch) is built once (see tests/conftest.py);
+# --no-loadscope-reorder hands out the files in collection order, where conftest.py puts the
+# longest (the book build) first, instead of xdist's default of the files with most tests first
+PYTEST := $(PY) -m pytest -n auto --dist loadfile --no-loadscope-reorder
 
 test: setup
 	bash scripts/ensure_chromium.sh

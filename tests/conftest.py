@@ -2,8 +2,9 @@
 
 ``make test`` runs the suite on every core (pytest-xdist, ``--dist loadfile``): the tests
 of one file run on one worker, so a module fixture (the book build, an autograded batch)
-is built once. The files with the longest fixtures are collected first, so they start
-while the other workers take the short tests.
+is built once. The files that take longest are collected first and, with the Makefile's
+``--no-loadscope-reorder``, handed out first, so the book build starts at once on one
+worker while the others take the rest.
 """
 
 import os
@@ -27,7 +28,7 @@ if _workers > 1:
     torch.set_num_threads(_threads)
 
 # the files whose module fixtures take minutes, longest first
-SLOW_FILES = ("test_book.py", "test_grading.py", "test_hostile.py")
+SLOW_FILES = ("test_book.py", "test_grading.py", "test_exercises.py", "test_hostile.py")
 
 
 def pytest_collection_modifyitems(config, items):
