@@ -16,6 +16,7 @@ Introduced in: chapter 8, Fine-tuning.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -85,6 +86,18 @@ class CachedStates:
         return self.states.size(0) * self.states.size(1)
 
 
+def longest_first(lengths: Tensor, batch_size: int) -> Iterator[tuple[Tensor, int]]:
+    """Batches of row indices, longest sentences first, each with its longest length: (rows, width).
+
+    Sentences of similar length share a batch, so little padding is computed.
+    Introduced in: chapter 8, Fine-tuning.
+    """
+    order = torch.argsort(lengths, descending=True, stable=True)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        yield rows, int(lengths[rows].max())
+
+
 @torch.inference_mode()
 def frozen_states(model: BertClassifier, data: LabelledSentences, k: int, batch_size: int = 64) -> CachedStates:
     """What the embeddings and the first ``n - k`` blocks of ``model``'s encoder make of every sentence.
@@ -96,12 +109,8 @@ def frozen_states(model: BertClassifier, data: LabelledSentences, k: int, batch_
     encoder, mask = model.encoder, data.attention_mask()  # (N, T)
     was_training = encoder.training
     encoder.eval()
-    lengths = mask.sum(1)
-    order = torch.argsort(lengths, descending=True, stable=True)
     states = torch.zeros(data.n_sentences, data.width, encoder.config.d_model)  # (N, T, d)
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        width = int(lengths[rows].max())
+    for rows, width in longest_first(mask.sum(1), batch_size):
         ids, m = data.ids[rows, :width], mask[rows, :width]  # (B, T')
         x = encoder.embeddings(ids, torch.zeros_like(ids))  # (B, T', d)
         for block in list(encoder.blocks)[:bottom]:
@@ -122,12 +131,8 @@ def top_states(model: BertClassifier, cached: CachedStates, k: int, batch_size: 
     modes = [block.training for block in blocks]
     for block in blocks:
         block.eval()
-    lengths = cached.lengths
-    order = torch.argsort(lengths, descending=True, stable=True)
     out = torch.zeros_like(cached.states)  # (N, T, d)
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        width = int(lengths[rows].max())
+    for rows, width in longest_first(cached.lengths, batch_size):
         x, m = cached.states[rows, :width], states_mask(cached.states[rows, :width])  # (B, T', d), (B, T')
         for block in blocks:
             x = block(x, padding_mask(m)).hidden
@@ -189,16 +194,13 @@ def cached_scores(top: TopClassifier, data: CachedStates, batch_size: int = 128)
     """
     was_training = top.training
     top.eval()
-    lengths = states_mask(data.states).sum(1)
-    order = torch.argsort(lengths, descending=True, stable=True)
     scores = torch.empty(data.n_sentences)
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        logits = top(data.states[rows, : int(lengths[rows].max())])
+    for rows, width in longest_first(data.lengths, batch_size):
+        logits = top(data.states[rows, :width])
         scores[rows] = torch.softmax(logits.float(), dim=-1)[:, 1]
     top.train(was_training)
     return scores
 
 
-__all__ = ["CachedClassification", "CachedStates", "TopClassifier", "cached_scores", "frozen_states", "states_mask",
-           "top_states"]
+__all__ = ["CachedClassification", "CachedStates", "TopClassifier", "cached_scores", "frozen_states", "longest_first",
+           "states_mask", "top_states"]

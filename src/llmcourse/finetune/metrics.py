@@ -63,16 +63,11 @@ def macro_f1(labels, scores, threshold: float = 0.5) -> float:
 
 
 METRICS: dict[str, Callable[..., float]] = {"roc_auc": roc_auc, "accuracy": accuracy, "macro_f1": macro_f1}
-_UNCHECKED = {  # the same scores on arrays already checked: the bootstrap calls them thousands of times
-    roc_auc: roc_auc_score,
-    accuracy: lambda y, s: accuracy_score(y, s >= 0.5),
-    macro_f1: lambda y, s: f1_score(y, s >= 0.5, average="macro"),
-}
 
 
 # The same three metrics on a whole stack of resamples at once, (R, n) -> (R,), so that SciPy's
 # bootstrap makes one call instead of a thousand. Each equals its scikit-learn counterpart on
-# every row (tests/test_finetune.py checks it); the value reported is always scikit-learn's.
+# every row (tests/test_finetune_regimes.py checks it); the value reported is always scikit-learn's.
 def _auc_rows(y, s, axis=-1):
     """ROC-AUC as the Mann-Whitney U of the positives' ranks (ties share their mean rank)."""
     positive = np.moveaxis(y, axis, -1) == 1
@@ -130,21 +125,14 @@ def bootstrap_interval(
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
     y, s = _check(labels, scores, both_classes=metric is roc_auc)
     if metric in _ROWS:  # one vectorised call over every resample
-        result = stats.bootstrap(
-            (y, s), _ROWS[metric], paired=True, vectorized=True, confidence_level=confidence,
-            n_resamples=n_resamples, method=method, rng=np.random.default_rng(seed),
-        )
-        return Estimate(metric(y, s), float(result.confidence_interval.low), float(result.confidence_interval.high))
-    fast = _UNCHECKED.get(metric, metric)
+        statistic, vectorized = _ROWS[metric], True
+    else:  # any other metric(labels, scores), one resample at a time
+        def statistic(y_resampled, s_resampled):
+            return metric(y_resampled.astype(np.int64), s_resampled)  # SciPy hands the labels back as floats
 
-    def statistic(y_resampled, s_resampled):
-        y_resampled = y_resampled.astype(np.int64)  # SciPy hands the labels back as floats
-        if metric is roc_auc and len(np.unique(y_resampled)) < 2:  # a resample with one class has no AUC
-            return np.nan
-        return fast(y_resampled, s_resampled)
-
+        vectorized = False
     result = stats.bootstrap(
-        (y, s), statistic, paired=True, vectorized=False, confidence_level=confidence,
+        (y, s), statistic, paired=True, vectorized=vectorized, confidence_level=confidence,
         n_resamples=n_resamples, method=method, rng=np.random.default_rng(seed),
     )
     return Estimate(metric(y, s), float(result.confidence_interval.low), float(result.confidence_interval.high))

@@ -28,7 +28,7 @@ import psutil
 import torch
 from torch import Tensor
 
-from llmcourse.finetune.cached import CachedClassification, CachedStates, TopClassifier
+from llmcourse.finetune.cached import CachedClassification, CachedStates, TopClassifier, longest_first
 from llmcourse.finetune.data import LabelledSentences
 from llmcourse.finetune.heads import BertClassifier, count_trainable, freeze, unfreeze_last
 from llmcourse.finetune.lora import ALL_LINEAR, add_lora
@@ -241,12 +241,8 @@ def sentence_scores(model: BertClassifier, data: LabelledSentences, batch_size: 
     was_training = model.training
     model.eval()
     mask = data.attention_mask()  # (N, T)
-    lengths = mask.sum(1)
-    order = torch.argsort(lengths, descending=True, stable=True)
     scores = torch.empty(data.n_sentences)
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        width = int(lengths[rows].max())
+    for rows, width in longest_first(mask.sum(1), batch_size):
         logits = model(data.ids[rows, :width], mask[rows, :width])  # (B, n_classes)
         scores[rows] = torch.softmax(logits.float(), dim=-1)[:, 1]
     model.train(was_training)
