@@ -28,6 +28,7 @@ PYTEST := $(PY) -m pytest -n auto --dist loadfile --no-loadscope-reorder
 test: setup
 	bash scripts/ensure_chromium.sh
 	bash scripts/ensure_sandbox.sh
+	bash scripts/ensure_postgres.sh
 	$(PYTEST)
 
 test-fast: setup

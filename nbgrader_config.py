@@ -73,3 +73,15 @@ c.OverwriteCells.add_missing_cells = True
 # Keep autograded notebooks readable when student code prints a lot.
 c.LimitOutput.max_lines = 200
 c.LimitOutput.max_traceback = 100
+
+# --- due dates and late penalties (llmcourse autograde) ----------------------
+# Each assignment's due date, UTC unless it names a zone, for example
+#   c.LLMCourse.due_dates = {"02_tokenization": "2027-01-15 23:59:59 UTC"}
+# A submission whose timestamp.txt is later gets nbgrader's late penalty
+# (nbgrader's AssignLatePenalties, with the plugin below); no due date, no penalty.
+c.LLMCourse.due_dates = {}
+c.AssignLatePenalties.plugin_class = "llmcourse.grading.late.LatePenalty"
+# "none": late work is only reported; "zero": it scores 0 (nbgrader's own methods);
+# "percent_per_day": each day, or part of a day, late takes percent_per_day % off the score.
+c.LatePenalty.penalty_method = "none"
+c.LatePenalty.percent_per_day = 10.0

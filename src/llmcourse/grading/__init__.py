@@ -16,7 +16,8 @@ Used through the ``llmcourse`` command (:mod:`llmcourse.grading.cli`):
   4. collect the result (:mod:`~llmcourse.grading.collect`);
   5. write the outputs (:mod:`~llmcourse.grading.write`).
 
-  The scores and status they pass along are :mod:`~llmcourse.grading.report`.
+  The scores and status they pass along are :mod:`~llmcourse.grading.report`;
+  due dates and nbgrader's late penalty are :mod:`~llmcourse.grading.late`.
 
 nbgrader settings live in the repository's ``nbgrader_config.py``
 (:mod:`~llmcourse.grading.course` loads it). nbgrader itself is imported only

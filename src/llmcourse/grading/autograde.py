@@ -4,9 +4,12 @@ Input: ``SUBMISSIONS/<student_id>/<assignment>/<notebook>.ipynb``.
 Output (in ``--out DIR``):
 
 * ``grades.csv``            one row per student and assignment:
-                            ``student_id,assignment,score,max_score,status,notebooks``;
+                            ``student_id,assignment,score,max_score,status,notebooks,late_seconds,penalty``
+                            (``score`` after the late penalty);
 * ``gradebook.db``          a real nbgrader gradebook (SQLite) holding every grade,
-                            so ``nbgrader export``/formgrader can work from it;
+                            so ``nbgrader export``/formgrader can work from it; with
+                            ``db_url`` (``--db``) that gradebook is written to any
+                            database nbgrader supports (PostgreSQL, say) instead;
 * ``feedback/<student_id>/<assignment>/<notebook>.html``  nbgrader's feedback page, made
                             safe to open and to send (:mod:`llmcourse.grading.feedback`:
                             no script from student content, no hidden tests unless
@@ -48,8 +51,9 @@ several processes autograde into it at once. So every (student, assignment)
 pair is graded in an isolated scratch course root with a private copy of a
 template gradebook (generated once per run from ``solutions/``), by a worker
 process (:mod:`llmcourse.grading.worker`). Jobs share nothing and run side by
-side; the parent alone writes ``DIR/gradebook.db``, copying each job's scores in
-through :class:`nbgrader.api.Gradebook` once all are done. That keeps the
+side; the parent alone writes ``DIR/gradebook.db`` (or the ``db_url`` database),
+copying each job's scores in through :class:`nbgrader.api.Gradebook` once all
+are done. That keeps the
 combined gradebook consistent without any locking, and a job that crashes,
 hangs or is killed loses nothing but its own submission.
 
@@ -91,8 +95,15 @@ Robustness (each case costs only the points it affects and is named in ``status`
   and a folder name that is no valid student id (``invalid student id: ...``: a row
   under a printable form of the name, but no gradebook entry and no output folder).
 
+Late submissions: an assignment's due date (``LLMCourse.due_dates`` in
+``nbgrader_config.py``) goes into the gradebook every job starts from, so that
+nbgrader's own ``AssignLatePenalties``, with the plugin configured there
+(:mod:`llmcourse.grading.late`), takes the penalty off a submission whose
+``timestamp.txt`` is later; a bad setting stops the run before anyone is graded.
+
 Re-running is safe: rows, feedback and gradebook entries of the assignments
-being graded are replaced, those of other assignments are kept.
+being graded are replaced, those of other assignments are kept. With ``students``
+(``--student``) only those students' entries are replaced, everyone else's kept.
 """
 
 from __future__ import annotations
@@ -106,16 +117,19 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from llmcourse.grading import intake
+from llmcourse.grading.cluster import cluster_session, run_jobs_on_cluster
 from llmcourse.grading.collect import collect_result
 from llmcourse.grading.course import Course, GradingError
 from llmcourse.grading.execution import ensure_tool_path
 from llmcourse.grading.intake import scan_submissions
+from llmcourse.grading.late import check_late_settings
 from llmcourse.grading.report import AutogradeReport, fmt_points
-from llmcourse.grading.run import RunSettings, check_sandbox, run_jobs
+from llmcourse.grading.run import RunSettings, check_sandbox, progress_bar, run_jobs
 from llmcourse.grading.sandbox import Limits
 from llmcourse.grading.stage import compare_locked_cells, load_submitted_notebook, plan_jobs, prepare_template
 from llmcourse.grading.supervisor import DEFAULT_MAX_OUTPUT_MB
 from llmcourse.grading.write import (
+    check_database,
     clear_outputs,
     format_summary,
     record_in_gradebook,
@@ -145,6 +159,9 @@ def autograde(
     sandbox_kind: str = "bwrap",
     limits: Limits | None = None,
     max_output_mb: float = DEFAULT_MAX_OUTPUT_MB,
+    cluster: str | None = None,
+    db_url: str | None = None,
+    students: Iterable[str] | None = None,
 ) -> AutogradeReport:
     """Grade every student in ``submissions`` into ``out``; see the module docstring.
 
@@ -152,7 +169,11 @@ def autograde(
     a notebook over ``max_notebook_mb`` megabytes is not read. Student kernels run in
     the bubblewrap sandbox with ``limits`` (``sandbox_kind="bwrap"``), or with your
     rights (``"none"``, with a warning); a notebook's outputs past ``max_output_mb``
-    are not kept.
+    are not kept. With ``cluster`` (a Dask scheduler's address) the jobs run on its
+    workers (:mod:`llmcourse.grading.cluster`) instead of ``jobs`` local processes.
+    The gradebook is ``out/gradebook.db``, or the database at ``db_url`` (any
+    SQLAlchemy URL nbgrader supports), which is connected to before anyone is graded.
+    ``students`` (ids, each a folder in ``submissions``) regrades only them.
     """
     start_all = time.perf_counter()
     ensure_tool_path()
@@ -169,8 +190,13 @@ def autograde(
         raise GradingError("--max-notebook-mb must be a finite, positive number of megabytes")
     if not 0 < max_output_mb < float("inf"):
         raise GradingError("--max-output-mb must be a finite, positive number of megabytes")
+    if db_url is not None:
+        report.gradebook = check_database(db_url)  # a URL that fails, fails before any grading
     check_sandbox(sandbox_kind, warn)
+    due_dates = check_late_settings(course)
+    only = {students} if isinstance(students, str) else set(students) if students else None
     students, names = scan_submissions(course, submissions, assignments, warn)
+    students = intake.select_students(students, only, submissions)  # --student: the others are kept
     if out == submissions or submissions in out.parents:
         raise GradingError(f"--out {out} must not be inside the submissions folder {submissions}")
     timeout = float(timeout if timeout is not None else course.cell_timeout())
@@ -184,18 +210,22 @@ def autograde(
                            limits=limits or Limits(), max_output_mb=float(max_output_mb))
     out.mkdir(parents=True, exist_ok=True)
 
-    with tempfile.TemporaryDirectory(prefix="llmcourse-autograde-") as tmp:
+    with cluster_session(cluster, sandbox_kind) as (client, threads), \
+            tempfile.TemporaryDirectory(prefix="llmcourse-autograde-") as tmp:
         tmp = Path(tmp)
         template = tmp / "template"
         say(f"preparing {', '.join(names)} from {course.source_dir}")
-        released = prepare_template(course, names, template, warn)
+        released = prepare_template(course, names, template, warn, due_dates)
         jobs_to_run = plan_jobs(report, students, names, submissions, released, template, tmp,
-                                max_notebook_mb, warn)
-        say(f"grading {len(jobs_to_run)} submission(s) with {jobs} parallel job(s), "
+                                max_notebook_mb, warn, due_dates)
+        where = f"on {cluster} ({threads} worker thread(s))" if client else f"with {jobs} parallel job(s)"
+        say(f"grading {len(jobs_to_run)} submission(s) {where}, "
             f"{fmt_points(timeout)} s per cell, " + (f"sandboxed ({settings.limits.describe()})"
                                                     if sandbox_kind == "bwrap" else "NOT sandboxed"))
-        results = run_jobs(jobs_to_run, course, settings, jobs, tmp, say)
-        clear_outputs(out, names)
+        with progress_bar(len(jobs_to_run), enabled=progress is not None) as done:
+            results = (run_jobs_on_cluster(client, jobs_to_run, course, settings, done, warn) if client
+                       else run_jobs(jobs_to_run, course, settings, jobs, tmp, done))
+        clear_outputs(out, names, only)
         for job, result in results:
             collect_result(job, result, out, settings)
         write_placeholder_feedback(report)
@@ -203,9 +233,9 @@ def autograde(
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*not in session.*")
             record_in_gradebook(course, out / "gradebook.db", template, template / "gradebook.db",
-                                report.rows, names)
+                                report.rows, names, db_url=db_url, students=only)
 
-    write_csv(out / "grades.csv", report.rows, set(names))
+    write_csv(out / "grades.csv", report.rows, set(names), only)
     report.seconds = time.perf_counter() - start_all
-    write_results_json(report)
+    write_results_json(report, names, only)
     return report

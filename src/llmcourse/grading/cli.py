@@ -28,6 +28,9 @@ typical workflow:
   llmcourse release                       regenerate exercises/ from solutions/, then commit
   llmcourse autograde SUBMISSIONS --out grades/2025-lab1
                                           grade SUBMISSIONS/<student_id>/<assignment>/<notebook>.ipynb
+
+for students, before submitting:
+  llmcourse check NOTEBOOK                the right notebook? tests intact? runs? visible tests pass?
 """
 
 
@@ -105,13 +108,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser(
+        "check", parents=[common], help="check a notebook before you submit it (for students)",
+        description=(
+            "Say whether NOTEBOOK is one of the course's released notebooks (matched by its cell ids "
+            "against exercises/) under the right file name, whether its test cells are as released, "
+            "whether it runs top to bottom within the time limit, in the grading sandbox, and which "
+            "of its visible tests pass. Only what the notebook holds is run: hidden tests decide the "
+            "grade, so this is no score. Exit 0 when all is well and every visible test passes, "
+            "1 otherwise. The course is the nearest folder with nbgrader_config.py and exercises/ "
+            "above NOTEBOOK or the current folder, or --course DIR; solutions/ is never read."
+        ),
+    )
+    p.add_argument("notebook", type=Path, metavar="NOTEBOOK", help="the notebook to check (.ipynb)")
+    p.add_argument("--timeout", type=_positive_float, default=None, metavar="S",
+                   help="seconds one cell may run before it is interrupted "
+                        "(default: Execute.timeout in nbgrader_config.py, as in grading)")
+    p.add_argument("--sandbox", choices=["bwrap", "none"], default="bwrap",
+                   help="bwrap (default): run the notebook in the grading sandbox, which must be installed "
+                        "(apt-get install bubblewrap); none: run it with your rights (a warning says so)")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser(
         "autograde", parents=[common], help="grade a folder of student submissions",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Autograde SUBMISSIONS/<student_id>/<assignment>/<notebook>.ipynb against solutions/.\n"
             "Each student is graded in its own process and scratch course; results go to DIR:\n"
-            "  grades.csv      student_id,assignment,score,max_score,status,notebooks\n"
-            "  gradebook.db    nbgrader gradebook with every grade\n"
+            "  grades.csv      student_id,assignment,score,max_score,status,notebooks,\n"
+            "                  late_seconds,penalty (score after the late penalty)\n"
+            "  gradebook.db    nbgrader gradebook with every grade (or the database at --db)\n"
             "  feedback/<student_id>/<assignment>/<notebook>.html\n"
             "  autograded/, logs/, results.json (per-cell scores and timings)\n"
             "A student's broken, missing or endless notebook costs only that student's affected\n"
@@ -119,7 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
             "(links, pipes, devices, oversized notebooks, names that are no student id), which is\n"
             "never followed or read. Feedback pages carry no script from student content and\n"
             "do not show the hidden tests (see --feedback-shows-tests). Re-running replaces the\n"
-            "results of the assignments graded and keeps those of other assignments.\n"
+            "results of the assignments graded and keeps those of other assignments (and, with\n"
+            "--student, of other students).\n"
+            "Late penalties: a submission whose timestamp.txt is past its assignment's due date\n"
+            "(LLMCourse.due_dates in nbgrader_config.py) gets nbgrader's late penalty, by the\n"
+            "method set there (LatePenalty.penalty_method: none, zero or percent_per_day).\n"
             "Student code runs sandboxed (bubblewrap: no network, no view of solutions/, the\n"
             "gradebook, other students or your files; limits below), and a test cell whose\n"
             "grading environment student code changed scores 0 ('tampering detected')."
@@ -127,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("submissions", type=Path, metavar="SUBMISSIONS", help="folder with one sub-folder per student")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (created if needed)")
+    p.add_argument("--db", metavar="URL", default=None, dest="db_url",
+                   help="write the gradebook to this database instead of DIR/gradebook.db: any SQLAlchemy "
+                        "URL nbgrader supports, e.g. postgresql+psycopg2://USER@/gradebook?host=/run/postgresql "
+                        "(connected to before anyone is graded; a password is never printed)")
     p.add_argument("-j", "--jobs", type=_positive_int, default=None,
                    help="students graded side by side (default: number of CPUs)")
     p.add_argument("--timeout", type=_positive_float, default=None, metavar="S",
@@ -138,6 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-a", "--assignment", action="append", dest="assignments", metavar="ASSIGNMENT",
                    help="grade only this assignment (repeatable; default: every assignment found "
                         "in SUBMISSIONS; students without it get a 'missing submission' row)")
+    p.add_argument("--student", action="append", dest="students", metavar="STUDENT_ID",
+                   help="regrade only this student (repeatable; a folder SUBMISSIONS/STUDENT_ID must exist); "
+                        "everyone else's rows, feedback and gradebook entries in DIR are kept as they are")
+    p.add_argument("--cluster", metavar="ADDRESS", default=None,
+                   help="send the jobs to the workers of a running Dask scheduler (tcp://HOST:PORT) "
+                        "instead of grading on this machine; every worker needs the course package "
+                        "and bubblewrap, not a shared file system (--jobs is then unused)")
     p.add_argument("--feedback-shows-tests", action="store_true",
                    help="show the hidden tests' source, and full tracebacks, in the feedback pages "
                         "(default: each test's score and error message only, so the hidden tests "
@@ -230,6 +270,15 @@ def cmd_validate(args) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_check(args) -> int:
+    from llmcourse.grading.check import check, format_check
+
+    report = check(args.notebook, course_root=args.course, timeout=args.timeout,
+                   sandbox_kind=args.sandbox, progress=_say(args))
+    print(format_check(report))
+    return 0 if report.ok else 1
+
+
 def cmd_autograde(args) -> int:
     from llmcourse.grading.autograde import autograde, format_summary
 
@@ -238,9 +287,10 @@ def cmd_autograde(args) -> int:
         course, args.submissions, args.out, jobs=args.jobs, timeout=args.timeout,
         student_timeout=args.student_timeout, assignments=args.assignments, progress=_say(args),
         feedback_shows_tests=args.feedback_shows_tests, max_notebook_mb=args.max_notebook_mb,
-        sandbox_kind=args.sandbox, max_output_mb=args.max_output_mb,
+        sandbox_kind=args.sandbox, max_output_mb=args.max_output_mb, cluster=args.cluster,
         limits=Limits.for_files(memory_mb=args.memory_mb, processes=args.max_processes,
                                 file_size_mb=args.max_file_mb),
+        db_url=args.db_url, students=args.students,
     )
     print(format_summary(report))
     return 0

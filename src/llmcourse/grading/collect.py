@@ -2,9 +2,9 @@
 
 :func:`collect_result` takes what :func:`llmcourse.grading.run.run_job` returned
 for one job and copies the score of every graded cell and the time taken into
-the job's :class:`~llmcourse.grading.report.Row`, and the notebook's feedback
-page (``feedback/``), the executed notebook (``autograded/``) and nbgrader's
-log (``logs/``) into the output folder. What went wrong becomes a ``status``
+the job's :class:`~llmcourse.grading.report.Row` (with nbgrader's late penalty),
+and the notebook's feedback page (``feedback/``), the executed notebook
+(``autograded/``) and nbgrader's log (``logs/``) into the output folder. What went wrong becomes a ``status``
 entry: a job killed after ``--student-timeout`` (``timeout:``, its notebooks
 score 0), a worker that stopped without a result or a notebook that broke
 nbgrader (``error:``), cells interrupted after ``--timeout`` (``timeout:``), and
@@ -55,6 +55,7 @@ def collect_result(job: Job, result: dict, out: Path, settings: RunSettings) -> 
         for cell_id, cell in info["cells"].items():
             grade.cells[cell_id] = CellGrade(cell["score"], cell["max_score"], cell["needs_manual_grade"])
         grade.comments = dict(info.get("comments", {}))
+        grade.late_penalty = float(info.get("late_penalty") or 0.0)
         if info.get("timeouts"):
             row.issues.append(f"timeout: {nb_name}.ipynb {', '.join(info['timeouts'])} ran longer than "
                               f"{fmt_points(timeout)} s and was interrupted")

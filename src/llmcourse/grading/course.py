@@ -8,14 +8,18 @@ course; the grading tests also use a tiny course under ``tests/grading_fixtures`
 The nbgrader settings come from ``nbgrader_config.py``: the one in the course
 root, or else the nearest one in a parent directory. Commands that work in a
 scratch directory load the same file and override only where files and the
-gradebook live.
+gradebook live. ``LLMCourse.due_dates`` there is the course's own setting:
+each assignment's due date (:meth:`Course.due_dates`; :mod:`llmcourse.grading.late`
+turns it into nbgrader's late penalty).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -164,6 +168,52 @@ class Course:
     def cell_timeout(self) -> int:
         value = self.base_config.get("Execute", {}).get("timeout", 30)
         return int(value) if value else 30
+
+    def due_dates(self) -> dict[str, datetime]:
+        """``LLMCourse.due_dates`` from ``nbgrader_config.py``: ``{assignment: due date in UTC}``.
+
+        Raises :class:`GradingError` naming the setting when it is not a dict, names an
+        assignment ``solutions/`` does not have, or holds a value that is no date.
+        """
+        where = f"in {self.config_file}"
+        raw = self.base_config.LLMCourse.get("due_dates", {}) if "LLMCourse" in self.base_config else {}
+        if not isinstance(raw, dict):
+            raise GradingError(f"LLMCourse.due_dates {where} must be a dict {{assignment: date}}, "
+                               f"got a {type(raw).__name__}")
+        known = self.assignments()
+        dates = {}
+        for name, value in raw.items():
+            if name not in known:
+                raise GradingError(f"LLMCourse.due_dates {where} names unknown assignment {name!r}: "
+                                   f"{self.source_dir} has {', '.join(known) or '(none)'}")
+            try:
+                dates[name] = parse_date(value)
+            except ValueError as exc:
+                raise GradingError(f"LLMCourse.due_dates[{name!r}] {where}: {exc}") from None
+        return dates
+
+
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def parse_date(value: object) -> datetime:
+    """A due date as nbgrader reads dates (UTC unless it names a zone), from a text that
+    starts with the date (``"2027-01-15 23:59:59 UTC"``); raises ValueError saying why not."""
+    import dateutil.tz
+    from nbgrader.utils import parse_utc
+
+    example = "write it like '2027-01-15 23:59:59 UTC' or '2027-01-15T23:59:59+01:00'"
+    if isinstance(value, datetime):
+        return parse_utc(value)
+    if not isinstance(value, str) or not ISO_DATE.match(value.strip()):
+        raise ValueError(f"{value!r} is not a date ({example})")
+    parts = value.strip().split(" ")
+    if len(parts) == 3 and dateutil.tz.gettz(parts[2]) is None:  # nbgrader would quietly read it as UTC
+        raise ValueError(f"{value!r} names no known time zone ({example})")
+    try:
+        return parse_utc(value.strip())
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(f"{value!r} is not a date: {exc} ({example})") from None
 
 
 def sqlite_url(path: Path | str) -> str:

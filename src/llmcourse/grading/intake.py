@@ -23,7 +23,7 @@ unpacked from archives they made, so it is read as hostile:
 Each problem becomes a ``status`` string of one student and assignment (see
 README, "For instructors"); every other student is graded as usual.
 :func:`scan_submissions` is the stage's entry point: the students found and the
-assignments to grade.
+assignments to grade; :func:`select_students` keeps those named by ``--student``.
 """
 
 from __future__ import annotations
@@ -388,3 +388,26 @@ def scan_submissions(
             f"assignments are: {', '.join(course.assignments()) or '(none)'}"
         )
     return students, names
+
+
+def select_students(found: list[StudentFolder], wanted: Iterable[str] | None,
+                    submissions: Path) -> list[StudentFolder]:
+    """The students of ``found`` named in ``wanted`` (``--student``); all of them for None or none.
+
+    Raises :class:`GradingError` for a name that is no valid student id (with the same
+    reason a folder of that name would get) or that has no folder in ``submissions``:
+    a mistyped id must not become a 'missing submission' row that replaces a real grade.
+    """
+    wanted = list(dict.fromkeys(wanted or []))
+    if not wanted:
+        return found
+    for name in wanted:
+        problem = student_id_problem(name)
+        if problem:
+            raise GradingError(f"invalid student id: --student '{printable(name)}' {problem}")
+    present = {student.name for student in found if student.valid_id}
+    absent = [name for name in wanted if name not in present]
+    if absent:
+        raise GradingError(f"--student {', '.join(absent)}: no such student folder in {submissions} "
+                           "(expected SUBMISSIONS/<student_id>/<assignment>/<notebook>.ipynb)")
+    return [student for student in found if student.valid_id and student.name in wanted]

@@ -10,6 +10,9 @@ the scores the worker sent back and what went wrong while it ran; writing
 gradebook, placeholder feedback and ``results.json``. ``Row.status`` is the
 ``status`` column: ``ok`` (``ok (needs manual grading)``) or the issues, joined
 by ``; ``. :func:`fmt_points` writes points as the CSV shows them (``3``, ``2.5``).
+``Row.score`` is the score after nbgrader's late penalty (``Row.penalty``, the sum
+of each notebook's, for a submission ``Row.late_seconds`` past its due date; see
+:mod:`llmcourse.grading.late`).
 
 Introduced in: the grading tools (README, "For instructors").
 """
@@ -39,6 +42,7 @@ class NotebookGrade:
     comments: dict[str, str | None] = field(default_factory=dict)
     graded: bool = False
     seconds: float = 0.0
+    late_penalty: float = 0.0  # points nbgrader's late penalty took off this notebook
 
     @property
     def score(self) -> float:
@@ -58,10 +62,16 @@ class Row:
     seconds: float = 0.0
     timestamp: str | None = None
     valid_id: bool = True  # False: a folder name that is no student id; no gradebook entry, no feedback
+    late_seconds: float = 0.0  # how long after the assignment's due date it was submitted
+
+    @property
+    def penalty(self) -> float:
+        return sum(n.late_penalty for n in self.notebooks.values())
 
     @property
     def score(self) -> float:
-        return sum(n.score for n in self.notebooks.values())
+        """The points earned, less the late penalty."""
+        return max(0.0, sum(n.score for n in self.notebooks.values()) - self.penalty)
 
     @property
     def max_score(self) -> float:
@@ -85,6 +95,8 @@ class Row:
                 f"{n.name}.ipynb={fmt_points(n.score)}/{fmt_points(n.max_score)}"
                 for n in self.notebooks.values()
             ),
+            "late_seconds": fmt_points(round(self.late_seconds)),
+            "penalty": fmt_points(self.penalty),
         }
 
 
@@ -94,6 +106,7 @@ class AutogradeReport:
     rows: list[Row] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    gradebook: str = ""  # the ``--db`` URL, password masked ("": ``out/gradebook.db``)
 
     def row(self, student_id: str, assignment: str) -> Row:
         for row in self.rows:

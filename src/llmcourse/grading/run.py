@@ -12,12 +12,13 @@ it too. Inside the worker each kernel runs in the sandbox
 (:mod:`llmcourse.grading.sandbox`) under the grading guard
 (:mod:`llmcourse.grading.supervisor`, :mod:`llmcourse.grading.guard`).
 
-:func:`run_jobs` grades a batch on this machine: one worker process per parallel
-job, driven from a thread pool, each grading job after job, so nbgrader is
-imported once per worker rather than once per student. A plain subprocess,
-unlike a ``ProcessPoolExecutor`` task, can be given a hard wall-clock limit: a
-worker still busy after ``--student-timeout`` seconds is killed with everything
-it started (:func:`_kill_group`) and the next job gets a fresh one. Each thread
+:func:`run_jobs` grades a batch on this machine (:mod:`llmcourse.grading.cluster`
+on many): one worker process per parallel job, driven from a thread pool, each
+grading job after job, so nbgrader is imported once per worker rather than once
+per student. A plain subprocess, unlike a ``ProcessPoolExecutor`` task, can
+be given a hard wall-clock limit: a worker still busy after ``--student-timeout``
+seconds is killed with everything it started (:func:`_kill_group`) and the next
+job gets a fresh one. Each thread
 is a slot with a sandbox user of its own (:func:`llmcourse.grading.sandbox.slot_uid`),
 and kernels get ``LLMCOURSE_DEVICE=cpu`` and an equal share of the CPU threads
 (:func:`llmcourse.grading.execution.grading_env`).
@@ -31,6 +32,7 @@ Introduced in: the grading tools (README, "For instructors").
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -42,7 +44,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from llmcourse.grading import sandbox
 from llmcourse.grading.course import Course, GradingError
@@ -112,8 +114,10 @@ def run_job(job: Job, course: Course, settings: RunSettings, worker: WorkerProce
 
 
 def run_jobs(planned: list[Job], course: Course, settings: RunSettings, jobs: int,
-             tmp: Path, say: Callable[[str], None]) -> list[tuple[Job, dict]]:
+             tmp: Path, on_done: Callable[[Job, dict], None]) -> list[tuple[Job, dict]]:
     """Grade the jobs on ``jobs`` worker processes; one job's failure is only its own result.
+
+    ``on_done(job, result)`` is called as each job finishes, one call at a time (the progress bar).
 
     Each worker thread is a slot with a sandbox user of its own (:func:`sandbox.slot_uid`):
     the process limit counts a user's processes, so one student's fork bomb never takes
@@ -122,7 +126,6 @@ def run_jobs(planned: list[Job], course: Course, settings: RunSettings, jobs: in
     env = dict(os.environ)
     env.update(grading_env(jobs))
     lock = threading.Lock()
-    done = [0]
     local = threading.local()
     workers: list[WorkerProcess] = []
     slots = [0]
@@ -141,9 +144,7 @@ def run_jobs(planned: list[Job], course: Course, settings: RunSettings, jobs: in
         except Exception as exc:  # never let one submission stop the batch
             result = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "seconds": 0.0}
         with lock:
-            done[0] += 1
-            say(f"[{done[0]}/{len(planned)}] {job.row.student_id}/{job.row.assignment} "
-                f"in {result.get('seconds', 0):.1f} s")
+            on_done(job, result)
         return job, result
 
     pool = ThreadPoolExecutor(max_workers=jobs)
@@ -158,6 +159,21 @@ def run_jobs(planned: list[Job], course: Course, settings: RunSettings, jobs: in
     for worker in workers:
         worker.close()
     return results
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, enabled: bool = True) -> Iterator[Callable[[Job, dict], None]]:
+    """A tqdm bar on stderr, with rate and ETA, counting graded submissions; yields ``on_done(job, result)``."""
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, unit="submission", desc="grading", disable=not enabled or total == 0,
+              file=sys.stderr, dynamic_ncols=True) as bar:
+        def on_done(job: Job, result: dict) -> None:
+            bar.set_postfix_str(f"{job.row.student_id}/{job.row.assignment} {result.get('seconds', 0):.1f} s",
+                                refresh=False)
+            bar.update(1)
+
+        yield on_done
 
 
 class WorkerProcess:

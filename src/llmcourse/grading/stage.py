@@ -3,7 +3,8 @@
 Once the submissions folder has been scanned
 (:func:`llmcourse.grading.intake.scan_submissions`), :func:`prepare_template`
 generates the assignments once from ``solutions/`` into a template course root
-with its own gradebook, and :func:`plan_jobs` makes one
+with its own gradebook (holding each assignment's due date, so that nbgrader's
+late penalty applies in every job), and :func:`plan_jobs` makes one
 :class:`~llmcourse.grading.report.Row` per (student, assignment), every graded
 cell at 0 points, and for each submission that can be graded a :class:`Job`: a
 scratch course root of its own, holding
@@ -32,12 +33,13 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
 import nbformat
 
-from llmcourse.grading import intake
+from llmcourse.grading import intake, late
 from llmcourse.grading.course import RELEASE_DIR, SOURCE_DIR, Course, is_ignored_name, sqlite_url
 from llmcourse.grading.execution import nbgrader_meta
 from llmcourse.grading.report import AutogradeReport, CellGrade, NotebookGrade, Row
@@ -54,8 +56,11 @@ class Job:
 
 def plan_jobs(report: AutogradeReport, students: list[intake.StudentFolder], names: list[str],
               submissions: Path, released: dict, template: Path, tmp: Path, max_mb: float,
-              warn: Callable[[str], None]) -> list[Job]:
-    """One row per (student, assignment) in ``report``; one scratch job per gradable submission."""
+              warn: Callable[[str], None], due_dates: dict[str, datetime] | None = None) -> list[Job]:
+    """One row per (student, assignment) in ``report``; one scratch job per gradable submission.
+
+    A row's ``late_seconds`` counts from its assignment's entry in ``due_dates``.
+    """
     planned: list[Job] = []
     plans = guard_plans(template, names, released)
     for student in students:
@@ -76,6 +81,7 @@ def plan_jobs(report: AutogradeReport, students: list[intake.StudentFolder], nam
             except Exception as exc:  # an unreadable submission must not stop the batch
                 row.issues.append(f"error: could not read the submission ({type(exc).__name__}: {exc})")
                 continue
+            row.late_seconds = late.seconds_late(row.timestamp, (due_dates or {}).get(assignment))
             if gradable:
                 # nbgrader grades from the cells stored in the gradebook, so the source
                 # notebooks, hidden tests and all, are not copied next to the student's code
@@ -88,12 +94,18 @@ def plan_jobs(report: AutogradeReport, students: list[intake.StudentFolder], nam
     return planned
 
 
-def prepare_template(course: Course, names: list[str], template: Path, warn: Callable[[str], None]) -> dict:
-    """Generate the assignments once into ``template`` (with its gradebook); return the
-    released notebooks as ``{assignment: {notebook: nb}}``."""
+def prepare_template(course: Course, names: list[str], template: Path, warn: Callable[[str], None],
+                     due_dates: dict[str, datetime] | None = None) -> dict:
+    """Generate the assignments once into ``template`` (with its gradebook, and ``due_dates``
+    in it); return the released notebooks as ``{assignment: {notebook: nb}}``."""
+    from nbgrader.api import Gradebook
+
     from llmcourse.grading.release import compare_trees, generate
 
-    generate(course, names, root=template, db_url=sqlite_url(template / "gradebook.db"))
+    db_url = sqlite_url(template / "gradebook.db")
+    generate(course, names, root=template, db_url=db_url)
+    with Gradebook(db_url, course.base_config.CourseDirectory.get("course_id", "")) as gb:
+        late.record_due_dates(gb, names, due_dates or {})
     for assignment in names:
         if compare_trees(template / RELEASE_DIR / assignment, course.release_dir / assignment):
             warn(f"exercises/{assignment}/ differs from a fresh generation of solutions/{assignment}/; "

@@ -19,17 +19,20 @@ stdin, so a batch pays nbgrader's import time once per worker process. The
 worker runs nbgrader's ``Autograde`` and ``GenerateFeedback`` converters,
 one notebook at a time (a notebook that breaks nbgrader costs only its own
 points), then writes ``result.json`` next to the job file: per notebook, per
-graded cell, the score nbgrader recorded, plus what went wrong (the supervisor's
-report: tampering, limits hit, outputs cut). Feedback pages
+graded cell, the score nbgrader recorded, and nbgrader's late penalty (from the
+job's ``timestamp.txt`` and the due date in its gradebook), plus what went wrong
+(the supervisor's report: tampering, limits hit, outputs cut). Feedback pages
 are made safe to open and to send by :mod:`llmcourse.grading.feedback` (the
 hidden tests are shown only when the job says ``feedback_shows_tests``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
+import signal
 import sys
 import time
 import traceback
@@ -178,6 +181,7 @@ def grade(job: dict) -> dict:
                 entry = result["notebooks"].get(nb.name)
                 if entry is None or not entry["graded"]:
                     continue
+                entry["late_penalty"] = float(nb.late_submission_penalty or 0.0)
                 for g in nb.grades:
                     entry["cells"][g.name] = {
                         "score": None if g.auto_score is None else float(g.auto_score),
@@ -206,6 +210,18 @@ def run_job_file(job_file: Path) -> bool:
     return bool(result["ok"])
 
 
+def _die_with_parent() -> None:
+    """On Linux, have the kernel kill this process when the one that started it dies, so a
+    lost cluster worker (or a killed parent) leaves no grading running behind it."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the parent's own clean-up has to do
+        return
+    if os.getppid() == 1:  # the parent was already gone before the call
+        os._exit(1)
+
+
 def serve() -> int:
     """Grade job after job: read a job file path per line on stdin, answer ``done`` on stdout.
 
@@ -214,6 +230,7 @@ def serve() -> int:
     stderr (and so the kernel's) go to ``worker.log`` in that job's folder; the
     answers go through a private copy of the original stdout.
     """
+    _die_with_parent()
     answer = os.fdopen(os.dup(1), "w", buffering=1)
     import nbgrader.converters  # noqa: F401  (pay the import cost before the first job's clock starts)
 
