@@ -47,6 +47,8 @@ def collect_result(job: Job, result: dict, out: Path, settings: RunSettings) -> 
     for nb_name, info in result["notebooks"].items():
         grade = row.notebooks[nb_name]
         grade.seconds = float(info.get("seconds", 0.0))
+        grade.kernel_seconds = float((info.get("supervisor") or {}).get("kernel_seconds", 0.0))
+        grade.guard_seconds = float((info.get("supervisor") or {}).get("guard_seconds", 0.0))
         row.issues.extend(supervisor_issues(f"{nb_name}.ipynb", info.get("supervisor") or {}, settings))
         row.issues.extend(f"error: {err}" for err in info.get("errors", []))
         if not info.get("graded"):

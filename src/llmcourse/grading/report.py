@@ -41,7 +41,9 @@ class NotebookGrade:
     cells: dict[str, CellGrade] = field(default_factory=dict)
     comments: dict[str, str | None] = field(default_factory=dict)
     graded: bool = False
-    seconds: float = 0.0
+    seconds: float = 0.0  # grading it in all: kernel, guard, cells, nbgrader, feedback
+    kernel_seconds: float = 0.0  # of which starting the sandboxed kernel
+    guard_seconds: float = 0.0  # and loading what the tests import, before the student's code
     late_penalty: float = 0.0  # points nbgrader's late penalty took off this notebook
 
     @property

@@ -32,6 +32,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,8 @@ class Report:
     limits: dict[str, list[str]] = field(default_factory=dict)  # "memory" | "processes" | "file size" -> cells
     output_cut: bool = False  # outputs passed max_output_mb
     memory_killed_mb: int | None = None  # the memory watch stopped the kernel, having seen this much
+    kernel_seconds: float = 0.0  # starting the (sandboxed) kernel
+    guard_seconds: float = 0.0  # setting up the guard: loading what the tests import, before any student code
 
     def hit(self, limit: str, where: str) -> None:
         cells = self.limits.setdefault(limit, [])
@@ -68,7 +71,8 @@ class Report:
 
     def as_dict(self) -> dict:
         return {"tampering": self.tampering, "limits": self.limits, "output_cut": self.output_cut,
-                "memory_killed_mb": self.memory_killed_mb}
+                "memory_killed_mb": self.memory_killed_mb, "kernel_seconds": self.kernel_seconds,
+                "guard_seconds": self.guard_seconds}
 
 
 REPORTS: dict[str, Report] = {}  # notebook name -> its report (the worker takes it out)
@@ -167,8 +171,11 @@ class GuardedExecute(Execute):
 
     # -- the guard -----------------------------------------------------------
     async def async_start_new_kernel_client(self):
+        start = time.perf_counter()
         kc = await super().async_start_new_kernel_client()
+        self.report.kernel_seconds = time.perf_counter() - start
         await self._install_guard()
+        self.report.guard_seconds = time.perf_counter() - start - self.report.kernel_seconds
         return kc
 
     start_new_kernel_client = run_sync(async_start_new_kernel_client)
