@@ -23,7 +23,8 @@ book: setup
 # worker, so the book build (or an autograded batch) is built once (see tests/conftest.py);
 # --no-loadscope-reorder hands out the files in collection order, where conftest.py puts the
 # longest (the book build) first, instead of xdist's default of the files with most tests first
-PYTEST := $(PY) -m pytest -n auto --dist loadfile --no-loadscope-reorder
+# --durations=25 lists the slowest tests, to see where the half hour goes
+PYTEST := $(PY) -m pytest -n auto --dist loadfile --no-loadscope-reorder --durations=25
 
 test: setup
 	bash scripts/ensure_chromium.sh
