@@ -46,7 +46,15 @@ from typing import Any, Callable, Iterator
 import nbformat
 
 from llmcourse.grading import intake
-from llmcourse.grading.course import CONFIG_FILE, RELEASE_DIR, Course, GradingError, find_config_file, is_ignored_name
+from llmcourse.grading.course import (
+    CONFIG_FILE,
+    RELEASE_DIR,
+    Course,
+    GradingError,
+    find_config_file,
+    is_ignored_name,
+    load_config,
+)
 from llmcourse.grading.execution import (
     ensure_tool_path,
     error_summary,
@@ -116,18 +124,9 @@ def released_course(root: Path | str | None, notebook: Path) -> Course:
     for directory in candidates:
         config_file = find_config_file(directory) if (directory / RELEASE_DIR).is_dir() else None
         if config_file is not None:
-            return Course(root=directory, config_file=config_file, base_config=_load_config(config_file))
+            return Course(root=directory, config_file=config_file, base_config=load_config(config_file))
     where = f"at {candidates[0]}" if root is not None else "above the notebook or the current folder; pass --course DIR"
     raise GradingError(f"no course found: expected a folder with {CONFIG_FILE} and {RELEASE_DIR}/ {where}")
-
-
-def _load_config(config_file: Path):
-    from traitlets.config.loader import PyFileConfigLoader
-
-    try:
-        return PyFileConfigLoader(config_file.name, path=str(config_file.parent)).load_config()
-    except Exception as exc:
-        raise GradingError(f"could not load {config_file}: {exc}") from exc
 
 
 def released_notebooks(course: Course) -> dict[tuple[str, str], Any]:

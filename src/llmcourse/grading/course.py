@@ -42,6 +42,15 @@ def is_ignored_name(name: str) -> bool:
     return name in IGNORED_NAMES or name.startswith(".") or name.startswith("__")
 
 
+def load_config(config_file: Path) -> Config:
+    """The settings of ``nbgrader_config.py``; a file that does not load raises :class:`GradingError`."""
+    loader = PyFileConfigLoader(config_file.name, path=str(config_file.parent))
+    try:
+        return loader.load_config()
+    except Exception as exc:  # a broken config file is the instructor's to fix
+        raise GradingError(f"could not load {config_file}: {exc}") from exc
+
+
 def find_config_file(start: Path) -> Path | None:
     """``nbgrader_config.py`` in ``start`` or its nearest parent directory."""
     start = start.resolve()
@@ -89,12 +98,7 @@ class Course:
         config_file = find_config_file(course_root)
         if config_file is None:
             raise GradingError(f"no {CONFIG_FILE} found in {course_root} or any parent directory")
-        loader = PyFileConfigLoader(config_file.name, path=str(config_file.parent))
-        try:
-            base = loader.load_config()
-        except Exception as exc:  # a broken config file is the instructor's to fix
-            raise GradingError(f"could not load {config_file}: {exc}") from exc
-        return cls(root=course_root, config_file=config_file, base_config=base)
+        return cls(root=course_root, config_file=config_file, base_config=load_config(config_file))
 
     # -- layout -------------------------------------------------------------
     @property
