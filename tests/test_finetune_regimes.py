@@ -191,6 +191,24 @@ def test_fine_tune_trains_once_then_loads_the_same_weights(regime, tmp_path, mon
     assert not torch.allclose(sentence_scores(second.model, data), untrained)  # it did learn something
 
 
+def test_states_given_as_a_function_are_computed_only_when_the_regime_trains(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMCOURSE_CACHE", str(tmp_path))
+    data, calls = random_sentences(48), []
+
+    def states():
+        calls.append(1)
+        return (frozen_states(tiny_classifier(), data, 1),) * 2
+
+    regime = small_regime("last-1", top_blocks=1)
+    first = fine_tune(regime, tiny_classifier, "base", data, data, states)
+    assert calls == [1]
+    second = fine_tune(regime, tiny_classifier, "base", data, data, states)
+    assert calls == [1]  # loaded from the cache: the frozen encoder never ran again
+    torch.testing.assert_close(sentence_scores(second.model, data), sentence_scores(first.model, data))
+    eager = fine_tune(regime, tiny_classifier, "base", data, data, states())
+    assert eager.path == first.path  # the same cache entry either way
+
+
 def test_a_cached_regime_without_states_and_a_foreign_cache_file_are_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("LLMCOURSE_CACHE", str(tmp_path))
     data = random_sentences(32)
@@ -299,3 +317,19 @@ def test_paired_difference_scores_both_classifiers_on_the_same_resamples():
         paired_difference("auc", y, a, b)
     with pytest.raises(ValueError, match=r"scores must be one number per label \(400\)"):
         paired_difference("accuracy", y, a, b[:3])
+
+
+def test_the_shared_sentiment_classifier_is_chapter_8s_regime():
+    """Later chapters load chapter 8's "head + last 2 blocks" classifier from the same cache entry."""
+    import re
+    from pathlib import Path
+
+    from llmcourse.finetune.sentiment import HEAD_ONLY, LAST_TWO, MAX_TOKENS, TOP, positive_probability
+
+    text = (Path(__file__).resolve().parents[1] / "chapters" / "finetuning.md").read_text(encoding="utf-8")
+    calls = dict(re.findall(r'(Regime\("(head|last-2)".*?\))', text)[i][::-1] for i in range(2))
+    assert eval(calls["head"], {"Regime": Regime}) == HEAD_ONLY
+    assert eval(calls["last-2"], {"Regime": Regime, "TOP": TOP}) == LAST_TWO
+    assert f"MAX_TOKENS = {MAX_TOKENS}" in text
+    with pytest.raises(TypeError, match="not one string"):
+        positive_probability(None, None, "one sentence")

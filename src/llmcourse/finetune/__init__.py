@@ -9,6 +9,7 @@
 - ``instruction``  a prompt template and batches whose loss covers the response only
 - ``dpo``          the DPO loss against a frozen reference model
 - ``metrics``      ROC-AUC, accuracy, macro-F1 (scikit-learn) with bootstrap intervals (SciPy)
+- ``sentiment``    chapter 8's classifier (head + last 2 blocks) for the chapters that use one
 
 Introduced in: chapter 8, Fine-tuning.
 """

@@ -177,12 +177,13 @@ class FineTuned:
 
 def fine_tune(regime: Regime, make_base: Callable[[], BertClassifier], base_digest: str,
               train: LabelledSentences, val: LabelledSentences,
-              states: tuple[CachedStates, CachedStates] | None = None,
+              states: tuple[CachedStates, CachedStates] | Callable[[], tuple[CachedStates, CachedStates]] | None = None,
               head: dict[str, Tensor] | None = None) -> FineTuned:
     """Train ``regime`` on ``train`` (validation loss on ``val``), or load it from the cache.
 
     Cached regimes need ``states``: the frozen bottom's output for ``train`` and ``val``
-    (from :func:`~llmcourse.finetune.cached.frozen_states` with ``k = regime.top_blocks``).
+    (from :func:`~llmcourse.finetune.cached.frozen_states` with ``k = regime.top_blocks``),
+    or a function that computes them, called only when the regime has to train.
     ``base_digest`` identifies the starting weights (for the cache key); ``head``, when
     given, is where the head starts (see :func:`build`).
 
@@ -205,6 +206,8 @@ def fine_tune(regime: Regime, make_base: Callable[[], BertClassifier], base_dige
         model.load_state_dict(saved, strict=False)
         return FineTuned(model.eval(), json.loads(record_path.read_text()), path)
 
+    if callable(states):
+        states = states()
     if regime.cached:
         trainee, objective = TopClassifier(model, regime.top_blocks), CachedClassification(states[0].width, pool=regime.pool)
         train_data, val_data = states
