@@ -15,7 +15,7 @@ For each run it prints the wall time, the notebooks graded per minute, the speed
 over one job, and, per notebook, the median of
 
 - ``total``: the time its worker spent on it (nbgrader's autograde and feedback,
-  the sandboxed kernel's start, the student's code),
+  the sandboxed kernel's start and stop, the student's code),
 - ``kernel``: of which starting the sandboxed kernel,
 - ``imports``: of which the guard's set-up, which loads the modules the tests
   import (torch, say) before any student code runs, so that the student's own

@@ -19,6 +19,13 @@ and finishes each page with :func:`make_safe`:
   3. a ``Content-Security-Policy`` in the head forbids scripts and remote loads
      in any browser, should anything get through.
 
+* **No work done twice**: :class:`FeedbackExporter`, the
+  exporter the worker's ``GenerateFeedback`` renders with, keeps the compiled templates
+  for the life of the worker (nbgrader makes a new exporter for every notebook, which
+  would compile them again), and leaves out nbconvert's own pass over the page with
+  BeautifulSoup: its one change that survives cleaning, ``alt`` text on images that
+  have none, is made in the same pass that cleans the page (:class:`DescribeImages`).
+
 * **Hidden tests stay hidden** (unless ``show_tests``): :class:`WithholdHiddenTests`
   removes the hidden region from each test cell (nbgrader's own
   ``ClearHiddenTests``) and shortens the error such a cell raised to its message,
@@ -28,12 +35,18 @@ and finishes each page with :func:`make_safe`:
 
 from __future__ import annotations
 
+import re
 from html import escape
 from pathlib import Path
 
-import bleach
+import jinja2
 from bleach.css_sanitizer import CSSSanitizer
+from bleach.html5lib_shim import Filter
+from bleach.sanitizer import Cleaner
 from bs4 import BeautifulSoup
+from nbconvert.exporters import HTMLExporter, TemplateExporter
+from nbconvert.filters.highlight import Highlight2HTML
+from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
 from nbconvert.preprocessors.sanitize import SanitizeHTML
 from nbgrader.preprocessors import ClearHiddenTests
 from traitlets import Bool, Set
@@ -80,11 +93,28 @@ def allowed_attribute(tag: str, name: str, value: str) -> bool:
     return True
 
 
-def clean_html(text: str) -> str:
-    """``text`` with every tag, attribute, URL and style property outside the allow-list removed."""
-    return bleach.clean(text, tags=TAGS, attributes=allowed_attribute, protocols=PROTOCOLS,
-                        css_sanitizer=CSSSanitizer(allowed_css_properties=CSS_PROPERTIES),
-                        strip=True, strip_comments=True)
+def clean_html(text: str, filters: tuple = ()) -> str:
+    """``text`` with every tag, attribute, URL and style property outside the allow-list removed.
+
+    ``filters`` (html5lib filters) then see the cleaned tokens; what they add must be safe.
+    """
+    cleaner = Cleaner(tags=TAGS, attributes=allowed_attribute, protocols=PROTOCOLS,
+                      css_sanitizer=CSSSanitizer(allowed_css_properties=CSS_PROPERTIES),
+                      strip=True, strip_comments=True, filters=list(filters))
+    return cleaner.clean(text)
+
+
+NO_ALT_TEXT = "No description has been provided for this image"  # nbconvert's HTMLExporter's words
+
+
+class DescribeImages(Filter):
+    """Give every image without ``alt`` text nbconvert's fixed one (a constant: nothing from the page)."""
+
+    def __iter__(self):
+        for token in super().__iter__():
+            if token["type"] in ("StartTag", "EmptyTag") and token["name"] == "img":
+                token["data"].setdefault((None, "alt"), NO_ALT_TEXT)
+            yield token
 
 
 # ----------------------------------------------------------------------------
@@ -144,6 +174,50 @@ class WithholdHiddenTests(ClearHiddenTests):
         return cell, resources
 
 
+# ----------------------------------------------------------------------------
+# rendering
+# ----------------------------------------------------------------------------
+class CompiledTemplates(jinja2.BytecodeCache):
+    """Jinja's compiled templates, kept in memory; a template whose source changed is compiled again."""
+
+    def __init__(self) -> None:
+        self.code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        if bucket.key in self.code:
+            bucket.bytecode_from_string(self.code[bucket.key])
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        self.code[bucket.key] = bucket.bytecode_to_string()
+
+
+COMPILED_TEMPLATES = CompiledTemplates()  # one per process: shared by every exporter it makes
+
+
+class FeedbackExporter(HTMLExporter):
+    """nbconvert's ``HTMLExporter`` with its compiled templates kept per process and
+    without its BeautifulSoup pass (see the module docstring). The page, once made safe,
+    is the same: :func:`safe_page` adds the ``alt`` text, and the pass's other change,
+    ``tabindex`` on JupyterLab's cells, is not on the allow-list anyway."""
+
+    def _create_environment(self):
+        environment = super()._create_environment()
+        environment.bytecode_cache = COMPILED_TEMPLATES
+        return environment
+
+    def from_notebook_node(self, nb, resources=None, **kw):
+        # HTMLExporter.from_notebook_node (nbconvert 7) up to the page's BeautifulSoup pass
+        langinfo = nb.metadata.get("language_info", {})
+        lexer = langinfo.get("pygments_lexer", langinfo.get("name", None))
+        highlight_code = self.filters.get("highlight_code", Highlight2HTML(pygments_lexer=lexer, parent=self))
+        resources = self._init_resources(resources)
+        filter_data_type = WidgetsDataTypeFilter(notebook_metadata=self._nb_metadata, parent=self,
+                                                 resources=resources)
+        self.register_filter("highlight_code", highlight_code)
+        self.register_filter("filter_data_type", filter_data_type)
+        return TemplateExporter.from_notebook_node(self, nb, resources, **kw)
+
+
 def configure(cfg, show_tests: bool = False) -> None:
     """Set nbgrader's ``GenerateFeedback`` in ``cfg`` to write pages as this module describes."""
     from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
@@ -153,19 +227,37 @@ def configure(cfg, show_tests: bool = False) -> None:
     if not show_tests:
         steps.insert(1, WithholdHiddenTests)
     cfg.GenerateFeedback.preprocessors = steps
+    cfg.GenerateFeedback.exporter_class = FeedbackExporter
 
 
 # ----------------------------------------------------------------------------
 # after rendering
 # ----------------------------------------------------------------------------
+# The template's head: the first one, which the template writes before any cell.
+HEAD = re.compile(r"<head(?:\s[^>]*)?>.*?</head\s*>", re.IGNORECASE | re.DOTALL)
+
+
+def split_head(page: str) -> tuple[str, str]:
+    """``(head, rest)``: the page's first ``<head>...</head>``, and the page without it.
+
+    Only ``rest`` can hold student content, and all of it is cleaned. The head is
+    cut at its first ``</head>``, never later than a parser would end it. A page
+    without a closed head has none: all of it is cleaned.
+    """
+    match = HEAD.search(page)
+    if match is None:
+        return "", page
+    return match.group(0), page[:match.start()] + page[match.end():]
+
+
 def safe_page(page: str) -> str:
     """A rendered feedback page rebuilt from its head's title and style sheets, a
     Content-Security-Policy, and its cleaned body (everything outside the head)."""
-    soup = BeautifulSoup(page, "html.parser")
-    head = soup.head.extract() if soup.head is not None else None
+    head_html, rest = split_head(page)
+    head = BeautifulSoup(head_html, "html.parser").head  # the head alone: a few tags, parsed fast
     title = head.title.get_text() if head is not None and head.title is not None else "Feedback"
     styles = [str(style) for style in head.find_all("style")] if head is not None else []
-    body = clean_html(soup.decode_contents())
+    body = clean_html(rest, filters=(DescribeImages,))
     return "\n".join([
         "<!DOCTYPE html>",
         '<html lang="en">',

@@ -18,6 +18,8 @@ It executes the notebook as nbgrader would, and in addition:
   interrupts the cell that keeps printing (``output limit``);
 * names the limits student code ran into (``memory limit``, ``process limit``,
   ``file size limit``), from the errors cells raised or the sandbox's memory watch.
+* kills the sandbox once the last cell has run, rather than wait for a graceful
+  kernel shutdown: nothing in it is needed any more.
 
 What happened is left in :data:`REPORTS` (one :class:`Report` per notebook) for the
 worker to send back with the scores.
@@ -140,6 +142,11 @@ class GuardedExecute(Execute):
             raise ValueError(f"GuardedExecute.sandbox must be one of {SANDBOXES}, got {self.sandbox!r}")
         self.kernel_manager_class = (sandbox.SandboxedKernelManager if self.sandbox == "bwrap"
                                      else AsyncKernelManager)
+        if self.sandbox == "bwrap":
+            # Once the last cell has run the sandbox is thrown away whole: killing it ends
+            # everything in it at once (its processes die with its PID namespace), where a
+            # graceful shutdown waits about a second for the kernel to exit by itself.
+            self.shutdown_kernel = "immediate"
 
     # -- one notebook --------------------------------------------------------
     def preprocess(self, nb, resources=None, km=None):
