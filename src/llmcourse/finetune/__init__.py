@@ -7,7 +7,9 @@
 - ``lora``         ``LoRALinear`` and ``add_lora``, written from scratch; merge and unmerge
 - ``regimes``      ``Regime`` and ``fine_tune``: each regime trained by the ``Trainer``, cached by a hash
 - ``instruction``  a prompt template and batches whose loss covers the response only
+- ``tasks``        checkable instruction tasks from sentences, an ``InstructionLM`` objective, exact match
 - ``dpo``          the DPO loss against a frozen reference model
+- ``preference``   pairs of a GPT's own continuations ranked by a reward model, a ``DPO`` objective, KL
 - ``metrics``      ROC-AUC, accuracy, macro-F1 (scikit-learn) with bootstrap intervals (SciPy)
 - ``sentiment``    chapter 8's classifier (head + last 2 blocks) for the chapters that use one
 

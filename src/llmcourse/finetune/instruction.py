@@ -22,6 +22,10 @@ from llmcourse.training.batches import IGNORE_INDEX
 
 TEMPLATE = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
 TEMPLATE_NO_INPUT = "### Instruction:\n{instruction}\n\n### Response:\n"
+# A shorter prompt for a small model on a CPU: the markers above cost a BPE trained on
+# film reviews 29 tokens (it never saw "###"); these cost 10. The input follows a space,
+# so its first word is the same token as inside a sentence.
+COMPACT_TEMPLATE = "{instruction}\nSentence: {input}\nAnswer:"
 
 
 @dataclass(frozen=True)
@@ -34,9 +38,12 @@ class InstructionExample:
     instruction: str
     response: str
     input: str = ""
+    template: str | None = None  # None: TEMPLATE (TEMPLATE_NO_INPUT without an input)
 
     def prompt(self) -> str:
         """The text the model is given; the response follows it directly."""
+        if self.template is not None:
+            return self.template.format(instruction=self.instruction, input=self.input)
         if self.input:
             return TEMPLATE.format(instruction=self.instruction, input=self.input)
         return TEMPLATE_NO_INPUT.format(instruction=self.instruction)
