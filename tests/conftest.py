@@ -27,6 +27,15 @@ if _workers > 1:
     os.environ["OMP_NUM_THREADS"] = str(_threads)
     torch.set_num_threads(_threads)
 
+@pytest.fixture
+def one_thread():
+    """Run a test on one thread: with tiny tensors one thread is much faster on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # the files whose module fixtures take minutes, longest first
 SLOW_FILES = ("test_book.py", "test_grading.py", "test_exercises.py", "test_hostile.py")
 

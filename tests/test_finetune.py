@@ -24,12 +24,7 @@ from llmcourse.tokenizers import WordPieceTokenizer
 from llmcourse.training import Classification, TrainConfig, Trainer
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: one thread is much faster on a busy machine
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (see conftest.py)
 
 
 SENTENCES = [

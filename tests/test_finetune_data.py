@@ -28,12 +28,7 @@ from llmcourse.models import GPT, GPTConfig
 from llmcourse.tokenizers import CharTokenizer
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: one thread is much faster on a busy machine
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (see conftest.py)
 
 
 # ----------------------------------------------------------------------------- instruction data

@@ -41,12 +41,7 @@ from llmcourse.tokenizers import CharTokenizer
 from llmcourse.training.trainer import TrainConfig, Trainer
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (see conftest.py)
 
 
 def tiny_gpt(seed: int, vocab_size: int = 20) -> GPT:

@@ -23,12 +23,7 @@ from llmcourse.models.bert import minilm_path, rename_checkpoint_key
 from llmcourse.tokenizers import WordPieceTokenizer
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: one thread is much faster on a busy machine
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (see conftest.py)
 
 
 def randomise_b(model: nn.Module, seed: int = 0, scale: float = 0.05) -> None:

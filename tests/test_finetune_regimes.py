@@ -30,12 +30,7 @@ from llmcourse.training.objectives import similar_length_rows
 from llmcourse.viz import sentiment_bars_html, sentiment_panel
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (see conftest.py)
 
 
 def tiny_classifier(seed: int = 0, n_layer: int = 3) -> BertClassifier:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import stats
 from torch import Tensor, nn
 
 from llmcourse.finetune.instruction import COMPACT_TEMPLATE, InstructionExample, encode_example, instruction_batch
@@ -292,7 +292,7 @@ def settings_key(settings: Any) -> str:
 
 
 def exact_match(flags: Tensor | np.ndarray) -> tuple[float, float, float]:
-    """Share of True in ``flags`` and its 95% Wilson interval (value, low, high).
+    """Share of True in ``flags`` and its 95% Wilson interval from SciPy (value, low, high).
 
     Introduced in: chapter 8, Fine-tuning (instruction and preference tuning).
     """
@@ -300,11 +300,8 @@ def exact_match(flags: Tensor | np.ndarray) -> tuple[float, float, float]:
     n, k = len(flags), int(flags.sum())
     if n == 0:
         raise ValueError("flags is empty")
-    z = 1.959963984540054
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return p, max(0.0, centre - half), min(1.0, centre + half)
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return k / n, float(ci.low), float(ci.high)
 
 
 __all__ = ["LABELS", "TASKS", "InstructionData", "InstructionLM", "Task", "cached_training", "choice_logprobs",
