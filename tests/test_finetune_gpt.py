@@ -12,7 +12,7 @@ import pytest
 import torch
 from scipy import stats
 
-from llmcourse.finetune import InstructionExample, instruction_batch, sequence_logprob
+from llmcourse.finetune import InstructionExample, cached_arrays, instruction_batch, sequence_logprob
 from llmcourse.finetune.instruction import COMPACT_TEMPLATE
 from llmcourse.finetune.preference import (
     DPO,
@@ -171,6 +171,25 @@ def test_cached_training_trains_once_then_loads(tmp_path, monkeypatch):
     assert len(calls) == 2 and record_again["history"]["train_loss"] == [0.5]
     assert torch.equal(first.token_embedding.weight, again.token_embedding.weight)
     assert not torch.equal(tiny_gpt(0).token_embedding.weight, again.token_embedding.weight)
+
+
+def test_cached_arrays_compute_once_then_load_the_same_arrays(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMCOURSE_CACHE", str(tmp_path))
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"flags": np.array([True, False, True]), "ids": torch.arange(6).view(2, 3), "x": [0.25, -1.5]}
+
+    first = cached_arrays("demo", ["a", "b"], compute)
+    again = cached_arrays("demo", ["a", "b"], compute)
+    cached_arrays("demo", ["a", "c"], compute)
+    assert len(calls) == 2
+    assert again["flags"].dtype == np.bool_ and again["flags"].tolist() == [True, False, True]
+    assert again["ids"].tolist() == [[0, 1, 2], [3, 4, 5]] and again["x"].tolist() == [0.25, -1.5]
+    assert all(np.array_equal(first[k], again[k]) for k in first)
+    with pytest.raises(TypeError, match="dict of arrays"):
+        cached_arrays("demo", ["d"], lambda: [1, 2])
 
 
 # ----------------------------------------------------------------------------- preference tuning

@@ -6,6 +6,7 @@
 - ``cached``       train only the top of a frozen encoder on its stored lower-layer states
 - ``lora``         ``LoRALinear`` and ``add_lora``, written from scratch; merge and unmerge
 - ``regimes``      ``Regime`` and ``fine_tune``: each regime trained by the ``Trainer``, cached by a hash
+                   (``cached_arrays`` caches measurements the same way)
 - ``instruction``  a prompt template and batches whose loss covers the response only
 - ``tasks``        checkable instruction tasks from sentences, an ``InstructionLM`` objective, exact match
 - ``dpo``          the DPO loss against a frozen reference model
@@ -32,7 +33,7 @@ from llmcourse.finetune.metrics import (
     roc_auc,
 )
 from llmcourse.finetune.pooling import cls_pool, mean_pool, pool
-from llmcourse.finetune.regimes import FineTuned, Regime, fine_tune, sentence_scores
+from llmcourse.finetune.regimes import FineTuned, Regime, cached_arrays, fine_tune, sentence_scores
 
 __all__ = [
     "BertClassifier",
@@ -49,6 +50,7 @@ __all__ = [
     "accuracy",
     "add_lora",
     "bootstrap_interval",
+    "cached_arrays",
     "cached_scores",
     "check_labels",
     "classification_report",

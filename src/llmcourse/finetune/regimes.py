@@ -19,11 +19,12 @@ import dataclasses
 import json
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psutil
 import torch
 from torch import Tensor
@@ -235,6 +236,31 @@ def fine_tune(regime: Regime, make_base: Callable[[], BertClassifier], base_dige
     return FineTuned(model.eval(), json.loads(text), path)  # as a later load will read it
 
 
+def cached_arrays(name: str, key: Sequence[str], compute: Callable[[], dict[str, Any]]) -> dict[str, np.ndarray]:
+    """The arrays ``compute()`` returns (a dict of name -> array), or what an earlier call with ``key`` saved.
+
+    For measurements that take a while and depend only on what ``key`` names (the
+    trained weights' file, the inputs, the settings): a regime's scores on the
+    test sentences, exact-match flags of an evaluation, sampled continuations.
+    Arrays are stored with safetensors under the course's cache, beside the
+    weights :func:`fine_tune` stores; a loaded result equals the computed one exactly.
+
+    Introduced in: chapter 8, Fine-tuning.
+    """
+    from safetensors.numpy import load_file, save_file
+
+    path = cache_dir() / "finetune" / f"{name}-{digest(*key)[:16]}.safetensors"
+    if path.is_file():
+        return load_file(str(path))
+    computed = compute()
+    if not isinstance(computed, dict) or not computed:
+        raise TypeError(f"compute() must return a non-empty dict of arrays, got {type(computed).__name__}")
+    arrays = {k: np.ascontiguousarray(v.numpy() if isinstance(v, Tensor) else np.asarray(v))
+              for k, v in computed.items()}
+    write_atomic(path, lambda tmp: save_file(arrays, str(tmp)))
+    return load_file(str(path))  # as a later call will read it
+
+
 @torch.inference_mode()
 def sentence_scores(model: BertClassifier, data: LabelledSentences, batch_size: int = 128) -> Tensor:
     """(N,) probability of class 1 for every sentence of ``data`` (eval mode, longest sentences first).
@@ -252,4 +278,4 @@ def sentence_scores(model: BertClassifier, data: LabelledSentences, batch_size: 
     return scores
 
 
-__all__ = ["FineTuned", "PeakMemory", "Regime", "build", "fine_tune", "sentence_scores"]
+__all__ = ["FineTuned", "PeakMemory", "Regime", "build", "cached_arrays", "fine_tune", "sentence_scores"]

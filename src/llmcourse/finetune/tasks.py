@@ -304,6 +304,6 @@ def exact_match(flags: Tensor | np.ndarray) -> tuple[float, float, float]:
     return k / n, float(ci.low), float(ci.high)
 
 
-__all__ = ["LABELS", "TASKS", "InstructionData", "InstructionLM", "Task", "cached_training", "choice_logprobs",
-           "exact_match", "greedy_matches", "make_examples", "next_token_logprobs", "settings_key"]
+__all__ = ["LABELS", "TASKS", "InstructionData", "InstructionLM", "Task", "cached_training",
+           "choice_logprobs", "exact_match", "greedy_matches", "make_examples", "next_token_logprobs", "settings_key"]
 
