@@ -27,6 +27,7 @@ if _workers > 1:
     os.environ["OMP_NUM_THREADS"] = str(_threads)
     torch.set_num_threads(_threads)
 
+
 @pytest.fixture
 def one_thread():
     """Run a test on one thread: with tiny tensors one thread is much faster on a busy machine."""
