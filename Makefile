@@ -15,7 +15,10 @@ $(VENV)/.installed: pyproject.toml scripts/setup.sh
 
 setup: $(VENV)/.installed
 
+# The chapters run first, several at a time (scripts/execute_chapters.py), into the execution
+# cache the build reads; a chapter that fails there is run again by the build, which reports it.
 book: setup
+	-$(PY) scripts/execute_chapters.py
 	$(VENV)/bin/jupyter-book build . $(BOOK_FLAGS)
 	@echo "Open _build/html/index.html"
 

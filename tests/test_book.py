@@ -8,11 +8,13 @@ Fast tests (run by default):
     font or image from another host.
 
 Slow tests (``pytest -m slow tests/test_book.py``; run ``bash scripts/ensure_chromium.sh``
-first) build the real book exactly as CI does,
+first) build the real book exactly as ``make book`` does,
 
+    python scripts/execute_chapters.py --path-output <tmp>     # chapters run side by side
     jupyter-book build <repo> --path-output <tmp> --warningiserror --nitpick --keep-going
 
-into a temporary folder (so with an empty execution cache: every chapter runs), then
+into a temporary folder (so with an empty execution cache: every chapter runs), check
+that the build took every chapter from the cache the first command filled, then
 serve the HTML on 127.0.0.1 and open every page in Debian's headless Chromium
 (/usr/bin/chromium, driven by Playwright; Playwright's own browsers are never used).
 A page fails on: a request to any other host (blocked), a failed request or an HTTP
@@ -71,6 +73,7 @@ CHROMIUM_ARGS = [
 ]
 
 JUPYTER_BOOK = [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; sys.exit(main())"]
+EXECUTE_CHAPTERS = [sys.executable, str(REPO / "scripts" / "execute_chapters.py")]
 BUILD_FLAGS = ["--warningiserror", "--nitpick", "--keep-going"]
 
 # Console messages of type "error" that do not fail a page: (pattern, why it is harmless).
@@ -122,8 +125,13 @@ def source_for(docname: str, root: Path = REPO) -> Path | None:
     return None
 
 
-def build_book(source: Path, output: Path, config: Path | None = None) -> tuple[int, str, float]:
-    """Run ``jupyter-book build`` as CI does; return (exit code, log, seconds)."""
+def build_book(source: Path, output: Path, config: Path | None = None,
+               execute_first: bool = False) -> tuple[int, str, float]:
+    """Run ``jupyter-book build`` as CI does; return (exit code, log, seconds).
+
+    ``execute_first`` runs ``scripts/execute_chapters.py`` before, as ``make book`` does;
+    its output starts the log.
+    """
     env = dict(os.environ)
     # tests/conftest.py sets MPLBACKEND=Agg for the test process; the notebook kernels
     # must keep ipykernel's inline backend, or figures vanish from the book.
@@ -131,10 +139,14 @@ def build_book(source: Path, output: Path, config: Path | None = None) -> tuple[
     cmd = [*JUPYTER_BOOK, "build", str(source), "--path-output", str(output), *BUILD_FLAGS]
     if config is not None:
         cmd += ["--config", str(config)]
-    start = time.perf_counter()
+    start, log = time.perf_counter(), ""
+    if execute_first:
+        run = subprocess.run([*EXECUTE_CHAPTERS, "--path-output", str(output)], check=False, cwd=source,
+                             env=env, capture_output=True, text=True)
+        log = run.stdout + run.stderr
     proc = subprocess.run(cmd, check=False, cwd=source, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
-    return proc.returncode, proc.stdout + proc.stderr, seconds
+    return proc.returncode, log + proc.stdout + proc.stderr, seconds
 
 
 def log_problems(log: str, limit: int = 60) -> str:
@@ -582,8 +594,8 @@ def book_build(tmp_path_factory) -> Build:
     """The real book, built as in CI (fresh execution cache unless LLMCOURSE_BOOK_OUTPUT says otherwise)."""
     chosen = os.environ.get("LLMCOURSE_BOOK_OUTPUT")
     output = Path(chosen).resolve() if chosen else tmp_path_factory.mktemp("book")
-    code, log, seconds = build_book(REPO, output)
-    print(f"\njupyter-book build took {seconds:.1f} s (exit code {code}); HTML in {output / '_build' / 'html'}")
+    code, log, seconds = build_book(REPO, output, execute_first=True)
+    print(f"\nexecuting the chapters and jupyter-book build took {seconds:.1f} s (exit code {code}); HTML in {output / '_build' / 'html'}")
     return Build(code, log, seconds, output / "_build" / "html")
 
 
@@ -740,6 +752,19 @@ def test_book_builds_without_warnings(book_build):
     for docname in toc_files(load_yaml(TOC)):
         page = book_build.html_dir / f"{docname}.html"
         assert page.is_file(), f"{docname} is in _toc.yml but {page} was not produced"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_the_build_takes_every_chapter_from_the_parallel_execution(book_build):
+    from myst_nb.core.read import is_myst_markdown_notebook
+
+    notebooks = [name for name in toc_files(load_yaml(TOC))
+                 if is_myst_markdown_notebook((REPO / f"{name}.md").read_text(encoding="utf-8"))]
+    executed_again = [name for name in notebooks if f"{name}.md: Executing notebook" in book_build.log]
+    cached = [name for name in notebooks if f"{name}.md: Using cached notebook" in book_build.log]
+    assert not executed_again, f"jupyter-book executed {executed_again} again after scripts/execute_chapters.py"
+    assert cached == notebooks, f"not from the cache: {sorted(set(notebooks) - set(cached))}"
 
 
 @pytest.mark.slow

@@ -6,6 +6,8 @@ SciPy's Wilson interval, and a tiny GPT trained through the course's ``Trainer``
 """
 
 import copy
+import multiprocessing
+import time
 
 import numpy as np
 import pytest
@@ -190,6 +192,30 @@ def test_cached_arrays_compute_once_then_load_the_same_arrays(tmp_path, monkeypa
     assert all(np.array_equal(first[k], again[k]) for k in first)
     with pytest.raises(TypeError, match="dict of arrays"):
         cached_arrays("demo", ["d"], lambda: [1, 2])
+
+
+def _slow_cached_arrays(log: str) -> None:
+    def compute():
+        with open(log, "a") as f:
+            f.write("computed\n")
+        time.sleep(1.0)  # long enough for the other process to arrive while this one computes
+        return {"x": np.arange(3)}
+
+    assert cached_arrays("shared", ["same key"], compute)["x"].tolist() == [0, 1, 2]
+
+
+def test_cached_arrays_computed_once_when_two_processes_ask_at_once(tmp_path, monkeypatch):
+    # two chapters executed side by side (scripts/execute_chapters.py) that need the same entry
+    monkeypatch.setenv("LLMCOURSE_CACHE", str(tmp_path))
+    log = tmp_path / "log.txt"
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_slow_cached_arrays, args=(str(log),)) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    assert [w.exitcode for w in workers] == [0, 0]
+    assert log.read_text().splitlines() == ["computed"]
 
 
 # ----------------------------------------------------------------------------- preference tuning

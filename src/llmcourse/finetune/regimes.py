@@ -14,8 +14,10 @@ Introduced in: chapter 8, Fine-tuning.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
+import fcntl
 import json
 import math
 import threading
@@ -163,6 +165,16 @@ class PeakMemory:
         self._thread.join()
 
 
+@contextlib.contextmanager
+def _alone(path: Path):
+    """Hold an exclusive lock beside ``path``: two processes (chapters executed side by side)
+    that need the same cache entry compute it once, the second waiting and then loading it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, or when the process dies
+        yield
+
+
 def _trained_tensors(model: BertClassifier) -> dict[str, Tensor]:
     return {name: p.detach().contiguous() for name, p in model.named_parameters() if p.requires_grad}
 
@@ -200,40 +212,41 @@ def fine_tune(regime: Regime, make_base: Callable[[], BertClassifier], base_dige
         base_digest = digest(base_digest, *(f"{k}:{v.numpy().tobytes().hex()}" for k, v in sorted(head.items())))
     path = cache_dir() / "finetune" / f"{regime.name}-{regime.key(base_digest, data_key)}.safetensors"
     record_path = path.with_suffix(".json")
-    if path.is_file() and record_path.is_file():
-        saved = load_file(str(path))
-        if set(saved) != set(_trained_tensors(model)):
-            raise RuntimeError(f"{path} does not hold this regime's trained tensors; delete it to retrain")
-        model.load_state_dict(saved, strict=False)
-        return FineTuned(model.eval(), json.loads(record_path.read_text()), path)
+    with _alone(path):
+        if path.is_file() and record_path.is_file():
+            saved = load_file(str(path))
+            if set(saved) != set(_trained_tensors(model)):
+                raise RuntimeError(f"{path} does not hold this regime's trained tensors; delete it to retrain")
+            model.load_state_dict(saved, strict=False)
+            return FineTuned(model.eval(), json.loads(record_path.read_text()), path)
 
-    if callable(states):
-        states = states()
-    if regime.cached:
-        trainee, objective = TopClassifier(model, regime.top_blocks), CachedClassification(states[0].width, pool=regime.pool)
-        train_data, val_data = states
-    else:
-        trainee, objective = model, Classification(block_size=train.width, pad_id=train.pad_id, pool=regime.pool)
-        train_data, val_data = train, val
-    trainer = Trainer(trainee, objective, train_data, val_data, regime.train_config())
-    with PeakMemory() as memory:
-        history = trainer.fit()
-    seconds = history.seconds[-1]
-    record = {
-        "regime": dataclasses.asdict(regime),
-        "trainable": count_trainable(model),
-        "sentences_seen": regime.steps * regime.batch_size,
-        "training_seconds": seconds,
-        "seconds_per_epoch": seconds / regime.steps * math.ceil(train.n_sentences / regime.batch_size),
-        "extra_memory_mb": memory.extra_mb,
-        "memory_method": memory.method,
-        "threads": torch.get_num_threads(),
-        "history": history.as_dict(),
-    }
-    text = json.dumps(record, indent=1)
-    write_atomic(path, lambda tmp: save_file(_trained_tensors(model), str(tmp)))
-    write_atomic(record_path, lambda tmp: tmp.write_text(text))
-    return FineTuned(model.eval(), json.loads(text), path)  # as a later load will read it
+        if callable(states):
+            states = states()
+        if regime.cached:
+            trainee, objective = TopClassifier(model, regime.top_blocks), CachedClassification(states[0].width, pool=regime.pool)
+            train_data, val_data = states
+        else:
+            trainee, objective = model, Classification(block_size=train.width, pad_id=train.pad_id, pool=regime.pool)
+            train_data, val_data = train, val
+        trainer = Trainer(trainee, objective, train_data, val_data, regime.train_config())
+        with PeakMemory() as memory:
+            history = trainer.fit()
+        seconds = history.seconds[-1]
+        record = {
+            "regime": dataclasses.asdict(regime),
+            "trainable": count_trainable(model),
+            "sentences_seen": regime.steps * regime.batch_size,
+            "training_seconds": seconds,
+            "seconds_per_epoch": seconds / regime.steps * math.ceil(train.n_sentences / regime.batch_size),
+            "extra_memory_mb": memory.extra_mb,
+            "memory_method": memory.method,
+            "threads": torch.get_num_threads(),
+            "history": history.as_dict(),
+        }
+        text = json.dumps(record, indent=1)
+        write_atomic(path, lambda tmp: save_file(_trained_tensors(model), str(tmp)))
+        write_atomic(record_path, lambda tmp: tmp.write_text(text))
+        return FineTuned(model.eval(), json.loads(text), path)  # as a later load will read it
 
 
 def cached_arrays(name: str, key: Sequence[str], compute: Callable[[], dict[str, Any]]) -> dict[str, np.ndarray]:
@@ -252,12 +265,14 @@ def cached_arrays(name: str, key: Sequence[str], compute: Callable[[], dict[str,
     path = cache_dir() / "finetune" / f"{name}-{digest(*key)[:16]}.safetensors"
     if path.is_file():
         return load_file(str(path))
-    computed = compute()
-    if not isinstance(computed, dict) or not computed:
-        raise TypeError(f"compute() must return a non-empty dict of arrays, got {type(computed).__name__}")
-    arrays = {k: np.ascontiguousarray(v.numpy() if isinstance(v, Tensor) else np.asarray(v))
-              for k, v in computed.items()}
-    write_atomic(path, lambda tmp: save_file(arrays, str(tmp)))
+    with _alone(path):
+        if not path.is_file():  # not computed by another process meanwhile
+            computed = compute()
+            if not isinstance(computed, dict) or not computed:
+                raise TypeError(f"compute() must return a non-empty dict of arrays, got {type(computed).__name__}")
+            arrays = {k: np.ascontiguousarray(v.numpy() if isinstance(v, Tensor) else np.asarray(v))
+                      for k, v in computed.items()}
+            write_atomic(path, lambda tmp: save_file(arrays, str(tmp)))
     return load_file(str(path))  # as a later call will read it
 
 
