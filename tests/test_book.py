@@ -763,7 +763,9 @@ def test_the_build_takes_every_chapter_from_the_parallel_execution(book_build):
                  if is_myst_markdown_notebook((REPO / f"{name}.md").read_text(encoding="utf-8"))]
     executed_again = [name for name in notebooks if f"{name}.md: Executing notebook" in book_build.log]
     cached = [name for name in notebooks if f"{name}.md: Using cached notebook" in book_build.log]
-    assert not executed_again, f"jupyter-book executed {executed_again} again after scripts/execute_chapters.py"
+    failures = book_build.log[book_build.log.find(" FAILED after "):][:6000] if " FAILED after " in book_build.log else ""
+    assert not executed_again, (f"jupyter-book executed {executed_again} again after scripts/execute_chapters.py"
+                                f"\n{failures}")
     assert cached == notebooks, f"not from the cache: {sorted(set(notebooks) - set(cached))}"
 
 
